@@ -1,0 +1,2 @@
+import Provisioner
+@main struct AgentMain { static func main() {} }

@@ -1,0 +1,269 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A self-contained server under one directory: its own config, state, web roots and
+/// nginx/php-fpm configs, with nginx and php-fpm run by desactl on loopback. The same
+/// code as production; only the config differs. Users are real (from a separate prefix
+/// and UID range), so `destroy` removes them too.
+public enum Sandbox {
+    public struct Options: Sendable {
+        public var dir: String
+        public var httpPort: Int = 8080
+        public var domain: String = "bandungkab.go.id"
+        public var regency: String = "32.04"
+        public var userPrefix: String = "dsb"
+        public var uidMin: Int = 310_000
+        public var uidMax: Int = 359_999
+        public var templates: String? = nil
+        public init(dir: String) { self.dir = dir }
+    }
+
+    /// Where the built-in templates are: `DESA_TEMPLATES`, else a `templates/` directory
+    /// above the running executable (a source checkout), else `/usr/share/desa/templates`.
+    public static func builtinTemplates() -> String {
+        if let env = ProcessInfo.processInfo.environment["DESA_TEMPLATES"], !env.isEmpty { return env }
+        var dir = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+                      ?? CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<8 {
+            let candidate = dir.appendingPathComponent("templates")
+            if FileManager.default.fileExists(atPath: candidate.path + "/nginx/default.conf.mustache") { return candidate.path }
+            dir = dir.deletingLastPathComponent()
+        }
+        return "/usr/share/desa/templates"
+    }
+
+    public static func config(for o: Options) -> Config {
+        var c = Config()
+        let d = o.dir
+        c.path = d + "/desa.toml"
+        c.mode = .sandbox
+        c.regencyCode = o.regency
+        c.domain = o.domain
+        c.stateDir = d + "/state"
+        c.webRoot = d + "/srv"
+        c.archiveDir = d + "/state/archive"
+        c.acmeRoot = d + "/state/acme"
+        c.logDir = d + "/logs"
+        c.templates = o.templates ?? builtinTemplates()
+        c.userPrefix = o.userPrefix
+        c.uidMin = o.uidMin
+        c.uidMax = o.uidMax
+        c.sysusersFile = d + "/state/sysusers.conf"
+        c.nginxMainConf = d + "/nginx/nginx.conf"
+        c.nginxPrefix = d + "/nginx/"
+        c.nginxSitesDir = d + "/nginx/sites"
+        c.nginxPidFile = d + "/run/nginx.pid"
+        c.nginxListen = "127.0.0.1:\(o.httpPort)"
+        c.probeAddress = "127.0.0.1:\(o.httpPort)"
+        c.nginxService = ""
+        c.php = ["8.2": Config.PHPVersion(binary: "/usr/sbin/php-fpm8.2", mainConf: d + "/php/8.2/php-fpm.conf",
+                                          poolDir: d + "/php/8.2/pool.d", socketDir: d + "/run/php",
+                                          pidFile: d + "/run/php8.2-fpm.pid", service: "")]
+        return c
+    }
+
+    /// Creates the sandbox directory and its config. Refuses a directory that is not
+    /// empty or that the web server could not reach.
+    public static func initialize(_ o: Options) throws -> Config {
+        var o = o
+        o.dir = URL(fileURLWithPath: o.dir).standardizedFileURL.path
+        guard PathGrammar.isSafeAbsolute(o.dir) else {
+            throw DesaError.invalid("sandbox directory \(Quote.show(o.dir)) may contain only letters, digits and / . _ -")
+        }
+        guard (1...65535).contains(o.httpPort) else { throw DesaError.invalid("--http-port must be 1-65535") }
+        try VillageCode.validateRegency(o.regency)
+        o.domain = try Names.validateDomain(o.domain)
+        try Names.validateUserPrefix(o.userPrefix)
+        if let contents = try? FileManager.default.contentsOfDirectory(atPath: o.dir), !contents.isEmpty {
+            throw DesaError(.conflict, "\(o.dir) is not empty; choose a new directory or destroy the old sandbox")
+        }
+        // Unix sockets hold at most 107 bytes of path.
+        if (o.dir + "/run/php/" + o.userPrefix + "0000000000.sock").utf8.count > 100 {
+            throw DesaError.invalid("sandbox directory \(o.dir) is too long for PHP-FPM socket paths; use a shorter one")
+        }
+        try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o755])
+        try checkTraversable(o.dir)
+        let c = config(for: o)
+        _ = try Renderer(config: c)  // the templates must be there
+        try AtomicFiles.write([FileWrite(path: c.path, content: toml(c, options: o), mode: 0o600)])
+        try prepare(c)
+        return c
+    }
+
+    /// nginx workers run as www-data: every directory above the sandbox must let others pass.
+    static func checkTraversable(_ dir: String) throws {
+        var path = ""
+        for part in dir.split(separator: "/") {
+            path += "/" + part
+            var st = stat()
+            guard stat(path, &st) == 0 else { continue }
+            if st.st_mode & 0o001 == 0 {
+                throw DesaError.invalid("\(path) is not searchable by other users (mode \(String(st.st_mode & 0o777, radix: 8))), so nginx (www-data) could not reach the sandbox; choose a directory like /srv/desa-sandbox or /var/tmp/desa")
+            }
+        }
+    }
+
+    /// Writes the sandbox's own nginx.conf and php-fpm.conf and the directories they name.
+    public static func prepare(_ c: Config) throws {
+        let dir = (c.path as NSString).deletingLastPathComponent
+        for sub in ["state", "srv", "nginx", "nginx/sites", "nginx/tmp", "run", "run/php", "logs"] {
+            try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o755])
+        }
+        chmod(dir + "/state", 0o700)
+        let r = try Renderer(config: c)
+        var files = [FileWrite(path: c.nginxMainConf, content: try r.renderSandbox("nginx", [
+            "dir": dir, "listen": c.nginxListen, "pid_file": c.nginxPidFile, "log_dir": c.logDir,
+            "nginx_dir": dir + "/nginx", "sites_dir": c.nginxSitesDir, "web_user": c.webGroup,
+        ]))]
+        for (v, p) in c.php {
+            try FileManager.default.createDirectory(atPath: p.poolDir, withIntermediateDirectories: true)
+            files.append(FileWrite(path: p.mainConf, content: try r.renderSandbox("php-fpm", [
+                "dir": dir, "php_version": v, "pid_file": p.pidFile, "log_dir": c.logDir,
+                "pool_dir": p.poolDir, "socket_dir": p.socketDir, "web_user": c.webGroup,
+            ])))
+        }
+        try AtomicFiles.write(files)
+    }
+
+    static func tomlString(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+    }
+
+    static func toml(_ c: Config, options o: Options) -> String {
+        let q = tomlString
+        var s = """
+        # desa sandbox: every path lies under \(o.dir).
+        # nginx and php-fpm are run by desactl on \(c.nginxListen) (desactl sandbox start|stop).
+        mode = "sandbox"
+
+        [regency]
+        code = \(q(c.regencyCode))
+        domain = \(q(c.domain))
+
+        [paths]
+        state_dir = \(q(c.stateDir))
+        web_root = \(q(c.webRoot))
+        archive_dir = \(q(c.archiveDir))
+        acme_root = \(q(c.acmeRoot))
+        log_dir = \(q(c.logDir))
+        templates = \(q(c.templates))
+        # operator_templates = "/etc/desa/templates"
+
+        [users]
+        prefix = \(q(c.userPrefix))
+        uid_min = \(c.uidMin)
+        uid_max = \(c.uidMax)
+        web_group = \(q(c.webGroup))
+        sysusers_file = \(q(c.sysusersFile))
+
+        [nginx]
+        binary = \(q(c.nginxBinary))
+        main_conf = \(q(c.nginxMainConf))
+        prefix = \(q(c.nginxPrefix ?? ""))
+        sites_dir = \(q(c.nginxSitesDir))
+        pid_file = \(q(c.nginxPidFile))
+        listen = \(q(c.nginxListen))
+        probe = \(q(c.probeAddress))
+        fastcgi_params = \(q(c.fastcgiParams))
+
+        [php]
+        default = \(q(c.defaultPHP))
+
+        """
+        for (v, p) in c.php.sorted(by: { $0.key < $1.key }) {
+            s += """
+
+            [php.versions.\(q(v))]
+            binary = \(q(p.binary))
+            main_conf = \(q(p.mainConf))
+            pool_dir = \(q(p.poolDir))
+            socket_dir = \(q(p.socketDir))
+            pid_file = \(q(p.pidFile))
+
+            """
+        }
+        return s
+    }
+
+    static func requireSandbox(_ c: Config) throws {
+        guard c.mode == .sandbox else {
+            throw DesaError(.config, "\(c.path) is not a sandbox config (mode = \(c.mode.rawValue)); sandbox commands only touch sandboxes")
+        }
+    }
+
+    public static func start(_ c: Config, runner: ProcessRunning = SystemProcessRunner()) throws {
+        try requireSandbox(c)
+        try prepare(c)
+        let s = ServiceControl(config: c, runner: runner)
+        for v in c.php.keys.sorted() {
+            let r = try s.test(.php(v))
+            if !r.ok { throw DesaError(.checkFailed, "php-fpm \(v) configuration fails its check: \(r.message)") }
+            try s.start(.php(v))
+        }
+        let r = try s.test(.nginx)
+        if !r.ok { throw DesaError(.checkFailed, "nginx configuration fails its check: \(r.message)") }
+        try s.start(.nginx)
+    }
+
+    public static func stop(_ c: Config, runner: ProcessRunning = SystemProcessRunner()) throws {
+        try requireSandbox(c)
+        let s = ServiceControl(config: c, runner: runner)
+        s.stop(.nginx)
+        for v in c.php.keys.sorted() { s.stop(.php(v)) }
+    }
+
+    public struct Status: Sendable {
+        public var nginxPID: Int32?
+        public var php: [(String, Int32?)]
+        public var listen: String
+        public var tenants: [String: Int]
+
+        public var json: JSON {
+            .object([
+                ("listen", .string(listen)),
+                ("nginx", .object([("running", .bool(nginxPID != nil)), ("pid", nginxPID.map { .int(Int($0)) } ?? .null)])),
+                ("php_fpm", .array(php.map { v, pid in
+                    .object([("version", .string(v)), ("running", .bool(pid != nil)), ("pid", pid.map { .int(Int($0)) } ?? .null)])
+                })),
+                ("tenants", .object(Tenant.Status.allCases.map { ($0.rawValue, .int(tenants[$0.rawValue] ?? 0)) })),
+            ])
+        }
+    }
+
+    public static func status(_ c: Config) throws -> Status {
+        try requireSandbox(c)
+        let s = ServiceControl(config: c, runner: SystemProcessRunner())
+        var counts: [String: Int] = [:]
+        if FileManager.default.fileExists(atPath: c.databasePath) {
+            for t in try StateStore(path: c.databasePath).tenants() { counts[t.status.rawValue, default: 0] += 1 }
+        }
+        return Status(nginxPID: s.runningPID(.nginx), php: c.php.keys.sorted().map { ($0, s.runningPID(.php($0))) },
+                      listen: c.nginxListen, tenants: counts)
+    }
+
+    /// Stops the services, removes every tenant user of this sandbox and the whole directory.
+    public static func destroy(_ c: Config, runner: ProcessRunning = SystemProcessRunner(),
+                               progress: ProgressReporting = SilentProgress()) throws -> Int {
+        try requireSandbox(c)
+        let dir = (c.path as NSString).deletingLastPathComponent
+        let held = try StateLock(path: c.lockPath)
+        try stop(c, runner: runner)
+        let users = Users(runner: runner, passwdFile: c.passwdFile, sysusersFile: c.sysusersFile)
+        let mine = try users.tenants(prefix: c.userPrefix).filter { $0.home.hasPrefix(dir + "/") }
+        progress.begin("users", total: mine.count)
+        for u in mine {
+            try users.delete(u.name)
+            progress.advance(1)
+        }
+        progress.end()
+        withExtendedLifetime(held) {}
+        do { try FileManager.default.removeItem(atPath: dir) } catch {
+            throw DesaError.system("cannot remove \(dir): \(error.localizedDescription)")
+        }
+        return mine.count
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Tests, reloads, starts and stops nginx and php-fpm. In a sandbox desactl runs them
+/// itself (pid files and signals); in production it asks systemd.
+public struct ServiceControl: Sendable {
+    public var config: Config
+    public var runner: ProcessRunning
+
+    public init(config: Config, runner: ProcessRunning) { self.config = config; self.runner = runner }
+
+    var nginxBase: [String] {
+        var a = [config.nginxBinary]
+        if let p = config.nginxPrefix { a += ["-p", p] }
+        return a + ["-c", config.nginxMainConf]
+    }
+
+    public func test(_ s: ServiceRef) throws -> ProcessResult {
+        switch s {
+        case .nginx: return try runner.run(nginxBase + ["-t", "-q"])
+        case .php(let v):
+            let p = try config.phpVersion(v)
+            return try runner.run([p.binary, "-t", "-y", p.mainConf])
+        }
+    }
+
+    func pidFile(_ s: ServiceRef) throws -> String {
+        switch s {
+        case .nginx: return config.nginxPidFile
+        case .php(let v): return try config.phpVersion(v).pidFile
+        }
+    }
+
+    /// The pid in the service's pid file, if that process is alive.
+    public func runningPID(_ s: ServiceRef) -> pid_t? {
+        guard let file = try? pidFile(s), let text = AtomicFiles.read(file),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+        return kill(pid, 0) == 0 ? pid : nil
+    }
+
+    /// Reloads a running service, or starts it if it is not running.
+    public func reloadOrStart(_ s: ServiceRef) throws {
+        if config.mode == .production {
+            let unit = s == .nginx ? config.nginxService : try config.phpVersion(s.phpVersion!).service
+            let r = try runner.run(["/usr/bin/systemctl", "reload-or-restart", unit])
+            if !r.ok { throw DesaError(.checkFailed, "systemctl reload-or-restart \(unit) failed: \(r.message)") }
+            return
+        }
+        if let pid = runningPID(s) {
+            if kill(pid, s == .nginx ? SIGHUP : SIGUSR2) != 0 { throw DesaError.system("cannot signal \(s) (pid \(pid)): \(errnoText())") }
+            return
+        }
+        try start(s)
+    }
+
+    public func start(_ s: ServiceRef) throws {
+        if runningPID(s) != nil { return }
+        raiseFileLimit()
+        let argv: [String]
+        switch s {
+        case .nginx: argv = nginxBase
+        case .php(let v):
+            let p = try config.phpVersion(v)
+            argv = [p.binary, "-y", p.mainConf]
+        }
+        let status = try runner.runDetached(argv, logFile: config.logDir + "/\(s)-start.log")
+        let deadline = Date().addingTimeInterval(10)
+        while runningPID(s) == nil {
+            if status != 0 || Date() > deadline {
+                let log = AtomicFiles.read(config.logDir + "/\(s)-start.log")?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
+                throw DesaError(.checkFailed, "\(s) did not start (exit \(status)): \(log)")
+            }
+            usleep(20_000)
+        }
+    }
+
+    /// Stops a sandbox service gracefully (SIGQUIT), then waits for it to exit.
+    public func stop(_ s: ServiceRef) {
+        guard let pid = runningPID(s) else { return }
+        kill(pid, SIGQUIT)
+        let deadline = Date().addingTimeInterval(10)
+        while kill(pid, 0) == 0 && Date() < deadline { usleep(20_000) }
+        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        if let f = try? pidFile(s) { unlink(f) }
+    }
+
+    /// The children of nginx's master: its workers.
+    public func nginxWorkers() -> Set<pid_t> {
+        guard let master = runningPID(.nginx) else { return [] }
+        return Self.children(of: master)
+    }
+
+    static func children(of pid: pid_t) -> Set<pid_t> {
+        var out = Set<pid_t>()
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return out }
+        for e in entries {
+            guard let p = pid_t(e), let stat = AtomicFiles.read("/proc/\(p)/stat"),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 2, pid_t(fields[1]) == pid { out.insert(p) }
+        }
+        return out
+    }
+
+    /// nginx applies a reload asynchronously: it is done when a worker that was not
+    /// there before appears (new workers start only once the new config is loaded).
+    public func waitForNewNginxWorkers(old: Set<pid_t>, timeout: TimeInterval = 15) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if !nginxWorkers().subtracting(old).isEmpty { return true }
+            usleep(10_000)
+        }
+        return false
+    }
+
+    /// Lets a sandbox's nginx and php-fpm open one log file per tenant.
+    func raiseFileLimit() {
+        var rl = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0, rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = min(rl.rlim_max, 1 << 20)
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+        }
+    }
+}
+
+extension ServiceRef {
+    var phpVersion: String? { if case .php(let v) = self { return v }; return nil }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import GRDB
+
+/// A village hosted on this server, as the state database records it.
+/// `desired` is what the operator asked for; `status` is what the last apply achieved.
+public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public enum Desired: String, Codable, Sendable { case active, suspended, deleted }
+    public enum Status: String, Codable, Sendable, CaseIterable { case pending, active, suspended, failed, deleted }
+
+    public static let databaseTableName = "tenant"
+
+    public var code: String
+    public var slug: String
+    public var name: String
+    public var districtCode: String
+    public var districtName: String
+    public var kind: VillageKind
+    public var template: String
+    public var php: String
+    public var uid: Int
+    public var desired: Desired
+    public var purge: Bool
+    public var status: Status
+    public var reason: String?
+    public var createdAt: Date
+    public var updatedAt: Date
+
+    public init(village: Village, slug: String, template: String, php: String, uid: Int, now: Date) {
+        code = village.code.value
+        self.slug = slug
+        name = village.name
+        districtCode = village.code.district
+        districtName = village.district
+        kind = village.code.kind
+        self.template = template
+        self.php = php
+        self.uid = uid
+        desired = .active
+        purge = false
+        status = .pending
+        reason = nil
+        createdAt = now
+        updatedAt = now
+    }
+
+    public var villageCode: VillageCode { try! VillageCode(code) }
+
+    /// The Linux user (and group) the tenant's PHP runs as: prefix + the code's ten digits.
+    public func userName(prefix: String) -> String { prefix + code.filter(\.isNumber) }
+
+    public func primaryDomain(_ config: Config) -> String { slug + "." + config.domain }
+    public func home(_ config: Config) -> String { config.webRoot + "/" + slug }
+
+    /// What `status` should become once apply has carried out `desired`.
+    public var convergedStatus: Status {
+        switch desired {
+        case .active: return .active
+        case .suspended: return .suspended
+        case .deleted: return .deleted
+        }
+    }
+}
+
+public struct Alias: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "alias"
+    public var domain: String
+    public var code: String
+}
+
+/// One row per mutating command: who, what, when, and how it ended.
+public struct AuditEntry: Codable, Sendable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "audit"
+    public var id: Int64?
+    public var at: Date
+    public var actor: String
+    public var op: String
+    public var target: String
+    public var outcome: String
+    public var detail: String
+}

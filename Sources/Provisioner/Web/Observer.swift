@@ -1,0 +1,48 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct FileStat: Sendable, Equatable {
+    public var uid: Int
+    public var gid: Int
+    public var mode: Int
+    public var isDirectory: Bool
+}
+
+/// Reads what is on the server now. The real one reads the file system and the
+/// passwd file; tests may point it at a sandbox.
+public protocol Observing {
+    func users(prefix: String) throws -> [String: SystemUser]
+    /// Every `*.conf` file in the given directories, by path, with its content.
+    func configFiles(in dirs: [String]) -> [String: String]
+    func stat(_ path: String) -> FileStat?
+}
+
+public struct SystemObserver: Observing {
+    let usersDB: Users
+    public init(users: Users) { usersDB = users }
+
+    public func users(prefix: String) throws -> [String: SystemUser] {
+        Dictionary(try usersDB.tenants(prefix: prefix).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    public func configFiles(in dirs: [String]) -> [String: String] {
+        var out: [String: String] = [:]
+        for d in dirs {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: d) else { continue }
+            for n in names where n.hasSuffix(".conf") && !n.hasPrefix(".") {
+                let p = d + "/" + n
+                if let text = AtomicFiles.read(p) { out[p] = text }
+            }
+        }
+        return out
+    }
+
+    public func stat(_ path: String) -> FileStat? {
+        var st = Glibc.stat()
+        guard lstat(path, &st) == 0 else { return nil }
+        return FileStat(uid: Int(st.st_uid), gid: Int(st.st_gid), mode: Int(st.st_mode & 0o7777),
+                        isDirectory: (st.st_mode & S_IFMT) == S_IFDIR)
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import Mustache
+
+/// Renders every file the control plane owns from Mustache templates. Pure: the same
+/// tenants and config give the same bytes. Built-in templates come from
+/// `paths.templates`; a template of the same name in `paths.operator_templates` wins,
+/// and operators may add site templates there (`nginx/NAME.conf.mustache`).
+public struct Renderer: @unchecked Sendable {
+    public static let reservedSiteTemplates: Set<String> = ["suspended"]
+    static let nginxHeaderPrefix = "# desa-managed tenant="
+    static let poolHeaderPrefix = "; desa-managed tenant="
+
+    let config: Config
+    /// Compiled templates by name (`nginx/default`), or the reason one did not compile.
+    private var templates: [String: Result<MustacheTemplate, DesaError>] = [:]
+
+    public init(config: Config) throws {
+        self.config = config
+        var sources: [String: String] = [:]
+        for dir in [config.templates, config.operatorTemplates].compactMap({ $0 }) {
+            for (name, path) in Self.templateFiles(in: dir) { sources[name] = path }
+        }
+        for required in ["nginx/default", "nginx/suspended", "php-fpm/pool", "pages/starter", "pages/suspended"]
+        where sources[required] == nil {
+            throw DesaError(.config, "template \(required).mustache not found in \(config.templates); set paths.templates to the templates/ directory of desa")
+        }
+        for (name, path) in sources {
+            do {
+                let text = AtomicFiles.read(path) ?? ""
+                templates[name] = .success(try MustacheTemplate(string: text))
+            } catch {
+                templates[name] = .failure(DesaError(.invalidInput, "template \(path) does not compile: \(error)"))
+            }
+        }
+    }
+
+    static func templateFiles(in dir: String) -> [(String, String)] {
+        var out: [(String, String)] = []
+        for sub in ["nginx", "php-fpm", "pages", "sandbox"] {
+            let d = dir + "/" + sub
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: d) else { continue }
+            for n in names where n.hasSuffix(".mustache") {
+                var base = String(n.dropLast(".mustache".count))
+                if base.hasSuffix(".conf") { base = String(base.dropLast(5)) }
+                if base.hasSuffix(".html") { base = String(base.dropLast(5)) }
+                out.append((sub + "/" + base, d + "/" + n))
+            }
+        }
+        return out
+    }
+
+    /// The site templates a tenant may choose.
+    public var siteTemplates: [String] {
+        templates.keys.filter { $0.hasPrefix("nginx/") }.map { String($0.dropFirst(6)) }
+            .filter { !Self.reservedSiteTemplates.contains($0) }.sorted()
+    }
+
+    public func checkSiteTemplate(_ name: String) throws {
+        try Names.validateTemplateName(name)
+        guard siteTemplates.contains(name) else {
+            throw DesaError.invalid("no site template \(Quote.show(name)); available: \(siteTemplates.joined(separator: ", "))")
+        }
+    }
+
+    func render(_ name: String, _ context: [String: Any]) throws -> String {
+        switch templates[name] {
+        case .success(let t)?: return t.render(context)
+        case .failure(let e)?: throw e
+        case nil: throw DesaError.invalid("no template \(name)")
+        }
+    }
+
+    // MARK: per-tenant files
+
+    func socketPath(_ t: Tenant) throws -> String {
+        try config.phpVersion(t.php).socketDir + "/" + t.userName(prefix: config.userPrefix) + ".sock"
+    }
+
+    public func context(_ t: Tenant, aliases: [String]) throws -> [String: Any] {
+        let home = t.home(config)
+        let kindLabel: String
+        switch t.kind {
+        case .desa: kindLabel = "Desa"
+        case .kelurahan: kindLabel = "Kelurahan"
+        case .desaAdat: kindLabel = "Desa Adat"
+        }
+        return [
+            "code": t.code, "slug": t.slug, "name": t.name, "district": t.districtName,
+            "kind": t.kind.rawValue, "kind_label": kindLabel, "kind_label_lower": kindLabel.lowercased(),
+            "domain": t.primaryDomain(config), "aliases": aliases,
+            "server_names": ([t.primaryDomain(config)] + aliases).joined(separator: " "),
+            "listen": config.nginxListen, "home": home, "public_root": home + "/public",
+            "logs_dir": home + "/logs", "tmp_dir": home + "/tmp", "sessions_dir": home + "/sessions",
+            "acme_root": config.acmeRoot, "fastcgi_params": config.fastcgiParams,
+            "socket": try socketPath(t), "user": t.userName(prefix: config.userPrefix),
+            "pool": t.userName(prefix: config.userPrefix), "web_group": config.webGroup,
+            "php_version": t.php,
+        ]
+    }
+
+    /// The nginx server block: the tenant's site template, or the 503 block when suspended.
+    public func vhost(_ t: Tenant, aliases: [String]) throws -> String {
+        var ctx = try context(t, aliases: aliases)
+        let name: String
+        if t.desired == .suspended {
+            name = "nginx/suspended"
+            ctx["suspended_page"] = Self.nginxString(try render("pages/suspended", ctx))
+        } else {
+            name = "nginx/" + t.template
+            guard templates[name] != nil, !Self.reservedSiteTemplates.contains(t.template) else {
+                throw DesaError.invalid("tenant \(t.slug) uses site template \(Quote.show(t.template)), which does not exist")
+            }
+        }
+        return Self.nginxHeaderPrefix + t.code + " template=" + (t.desired == .suspended ? "suspended" : t.template)
+            + "\n# Managed by desa: desactl apply rewrites this file; edit the template instead.\n"
+            + (try render(name, ctx))
+    }
+
+    public func pool(_ t: Tenant, aliases: [String]) throws -> String {
+        Self.poolHeaderPrefix + t.code
+            + "\n; Managed by desa: desactl apply rewrites this file; edit the template instead.\n"
+            + (try render("php-fpm/pool", try context(t, aliases: aliases)))
+    }
+
+    public func starterPage(_ t: Tenant, aliases: [String]) throws -> String {
+        try render("pages/starter", try context(t, aliases: aliases))
+    }
+
+    public func renderSandbox(_ name: String, _ context: [String: Any]) throws -> String {
+        try render("sandbox/" + name, context)
+    }
+
+    /// Text inside an nginx double-quoted string: backslashes and quotes escaped, and no
+    /// `$` (nginx would read a variable).
+    static func nginxString(_ s: String) -> String {
+        var out = ""
+        for ch in s {
+            switch ch {
+            case "\\": out += "\\\\"
+            case "\"": out += "\\\""
+            case "$": out += "&#36;"
+            default: out.append(ch)
+            }
+        }
+        return out
+    }
+
+    /// The tenant code a managed file names in its first line, or nil if the file is not ours.
+    public static func managedTenant(ofFileContent text: Substring) -> String? {
+        let first = text.prefix(while: { $0 != "\n" })
+        for prefix in [nginxHeaderPrefix, poolHeaderPrefix] where first.hasPrefix(prefix) {
+            return String(first.dropFirst(prefix.count).prefix(while: { $0 != " " }))
+        }
+        return nil
+    }
+}

@@ -1,0 +1,102 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Provisioner
+
+@main
+struct Desactl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "desactl",
+        abstract: "Host every village of a regency: tenants, nginx, PHP-FPM, users.",
+        discussion: """
+        The config comes from --config, else $DESA_CONFIG, else /etc/desa/desa.toml.
+        Mutating commands take --dry-run (print the plan, change nothing) and --json.
+        """,
+        subcommands: [SandboxCommand.self, TenantCommand.self, PlanCommand.self, ApplyCommand.self]
+    )
+}
+
+/// Flags every command shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Config file (default: $DESA_CONFIG or /etc/desa/desa.toml).", valueName: "PATH"))
+    var config: String?
+
+    @Flag(name: .shortAndLong, help: "Print each tenant's outcome, not just the summary.")
+    var verbose = false
+
+    var configPath: String {
+        config ?? ProcessInfo.processInfo.environment["DESA_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/desa/desa.toml"
+    }
+
+    func loadConfig() throws -> Config { try Config.load(path: configPath) }
+
+    func logger() -> Logger {
+        var l = Logger(label: "desactl") { _ in TerminalLogHandler() }
+        l.logLevel = verbose ? .info : .notice
+        return l
+    }
+
+    func engine(json: Bool = false) throws -> Engine {
+        try Engine(config: try loadConfig(), logger: logger(),
+                   progress: json ? SilentProgress() : TerminalProgress.forStderr())
+    }
+}
+
+/// `desactl: message` on stderr, nothing else: the terminal is for people.
+struct TerminalLogHandler: LogHandler {
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .notice
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] } set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        let prefix = event.level >= .error ? "desactl: error: " : (event.level == .warning ? "desactl: warning: " : "desactl: ")
+        FileHandle.standardError.write(Data((prefix + "\(event.message)\n").utf8))
+    }
+}
+
+/// Runs a command body; a `DesaError` becomes one clear line on stderr and exit 1.
+func run(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let e as DesaError {
+        FileHandle.standardError.write(Data("desactl: error: \(e.message)\n".utf8))
+        throw ExitCode(e.kind == .invalidInput ? 2 : 1)
+    }
+}
+
+func printJSON(_ j: JSON) { print(j.serialized(pretty: true)) }
+
+/// Prints a plan (dry run) or the outcome of an apply, as text or JSON.
+func report(_ r: ChangeReport, engine: Engine, json: Bool, dryRun: Bool) throws {
+    let slugs = try engine.slugsByCode()
+    if json {
+        printJSON(reportJSON(r, slugs: slugs))
+    } else if dryRun || r.result == nil {
+        let lines = r.plan.lines(slugs: slugs)
+        print(lines.isEmpty ? "Nothing to do: the server matches the state database." : lines.joined(separator: "\n"))
+        if !lines.isEmpty { print("(dry run: nothing was changed)") }
+    } else {
+        print(r.summary)
+        for f in r.result?.failures ?? [] { print("FAILED \(slugs[f.code] ?? f.code) (\(f.code)): \(f.reason)") }
+    }
+    if let failures = r.result?.failures, !failures.isEmpty { throw ExitCode(1) }
+}
+
+func reportJSON(_ r: ChangeReport, slugs: [String: String]) -> JSON {
+    var fields: [(String, JSON)] = [
+        ("applied", .bool(r.result != nil)),
+        ("actions", .array(r.plan.actions.map { a in
+            .object([("op", .string(a.op)), ("tenant", .str(a.tenant)), ("slug", .str(a.tenant.flatMap { slugs[$0] })),
+                     ("subject", .string(a.subject))])
+        })),
+        ("reloads", .array(r.plan.reloads.map { .string($0.description) })),
+    ]
+    if let res = r.result {
+        fields.append(("outcomes", .array(res.outcomes.sorted { $0.key < $1.key }.map { code, o in
+            .object([("code", .string(code)), ("slug", .str(slugs[code])), ("status", .string(o.status.rawValue)), ("reason", .str(o.reason))])
+        })))
+        fields.append(("phases", .object(res.phases.map { ($0.0, .double($0.1)) })))
+    }
+    return .object(fields)
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import Provisioner
+
+struct SandboxCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sandbox",
+        abstract: "A self-contained server under one directory, served by nginx and php-fpm on 127.0.0.1.",
+        subcommands: [Init.self, Start.self, Stop.self, Status.self, Destroy.self]
+    )
+
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a sandbox in DIR and write DIR/desa.toml.")
+        @Argument(help: "An empty or new directory, reachable by www-data (e.g. /srv/desa-sandbox).") var dir: String
+        @Option(help: "Port nginx listens on, on 127.0.0.1.") var httpPort = 8080
+        @Option(help: "The regency domain tenants live under.") var domain = "bandungkab.go.id"
+        @Option(help: "The regency code (PP.RR) whose villages this sandbox hosts.") var regency = "32.04"
+        @Option(help: "Prefix of tenant user names (prefix + 10 code digits).") var userPrefix = "dsb"
+        @Option(help: "Lowest UID for tenant users.") var uidMin = 310_000
+        @Option(help: "Highest UID for tenant users.") var uidMax = 359_999
+
+        func run() throws {
+            try desactl.run {
+                var o = Sandbox.Options(dir: dir)
+                o.httpPort = httpPort; o.domain = domain; o.regency = regency
+                o.userPrefix = userPrefix; o.uidMin = uidMin; o.uidMax = uidMax
+                let c = try Sandbox.initialize(o)
+                print("""
+                Sandbox ready in \((c.path as NSString).deletingLastPathComponent)
+                  export DESA_CONFIG=\(c.path)
+                  desactl sandbox start
+                  desactl tenant import ../shared/data/villages-3204-bandung.csv
+                """)
+            }
+        }
+    }
+
+    struct Start: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start the sandbox's nginx and php-fpm.")
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            try desactl.run {
+                let c = try global.loadConfig()
+                try Sandbox.start(c)
+                print("nginx and php-fpm are running; sites answer on \(c.nginxListen)")
+            }
+        }
+    }
+
+    struct Stop: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the sandbox's nginx and php-fpm.")
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            try desactl.run {
+                try Sandbox.stop(try global.loadConfig())
+                print("stopped")
+            }
+        }
+    }
+
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show whether nginx and php-fpm run, and tenant counts.")
+        @OptionGroup var global: GlobalOptions
+        @Flag(help: "Print JSON.") var json = false
+        func run() throws {
+            try desactl.run {
+                let s = try Sandbox.status(try global.loadConfig())
+                if json { printJSON(s.json); return }
+                print("nginx:   \(s.nginxPID.map { "running (pid \($0)) on \(s.listen)" } ?? "stopped")")
+                for (v, pid) in s.php { print("php\(v):  \(pid.map { "running (pid \($0))" } ?? "stopped")") }
+                let counts = Tenant.Status.allCases.map { "\(s.tenants[$0.rawValue] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
+                print("tenants: \(counts)")
+            }
+        }
+    }
+
+    struct Destroy: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the sandbox, remove its tenant users and its directory.")
+        @OptionGroup var global: GlobalOptions
+        func run() throws {
+            try desactl.run {
+                let c = try global.loadConfig()
+                let n = try Sandbox.destroy(c, progress: TerminalProgress.forStderr())
+                print("removed \(n) tenant users and \((c.path as NSString).deletingLastPathComponent)")
+            }
+        }
+    }
+}

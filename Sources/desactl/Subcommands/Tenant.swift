@@ -1,0 +1,218 @@
+import ArgumentParser
+import Foundation
+import Provisioner
+
+struct TenantCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenant",
+        abstract: "Villages hosted on this server.",
+        subcommands: [Import.self, Create.self, List.self, Show.self, AliasCommand.self, Set.self,
+                      Suspend.self, Resume.self, Delete.self]
+    )
+}
+
+/// --dry-run and --json, shared by every mutating tenant command.
+struct ChangeOptions: ParsableArguments {
+    @Flag(help: "Print the plan and change nothing.") var dryRun = false
+    @Flag(help: "Print JSON.") var json = false
+}
+
+/// Runs a mutation and reports it.
+func mutate(_ global: GlobalOptions, _ o: ChangeOptions, _ body: (Engine) throws -> ChangeReport) throws {
+    try run {
+        let e = try global.engine(json: o.json)
+        try report(try body(e), engine: e, json: o.json, dryRun: o.dryRun)
+    }
+}
+
+extension TenantCommand {
+    struct Import: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Import villages from a Kemendagri CSV list (code,name,district_code,district_name,...,kind).",
+            discussion: "Rows already imported are left as they are, so re-running an import is safe. Any invalid row stops the import unless --skip-invalid.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var change: ChangeOptions
+        @Argument(help: "The CSV file.") var file: String
+        @Option(help: "Site template for the new tenants.") var template: String?
+        @Option(help: "PHP version for the new tenants.") var php: String?
+        @Flag(help: "Import the valid rows even if some are rejected.") var skipInvalid = false
+
+        func run() throws {
+            try desactl.run {
+                let e = try global.engine(json: change.json)
+                let list = try VillageList.read(path: file, regency: e.config.regencyCode)
+                let r = try e.importVillages(list, options: TenantOptions(template: template, php: php),
+                                             dryRun: change.dryRun, skipInvalid: skipInvalid)
+                if change.json {
+                    var fields: [(String, JSON)] = [("rows", .array(r.rows.map(\.json))),
+                                                    ("created", .int(r.created)), ("rejected", .int(r.rejected))]
+                    if let c = r.change { fields.append(("change", reportJSON(c, slugs: try e.slugsByCode()))) }
+                    printJSON(.object(fields))
+                    if r.rejected > 0 && !skipInvalid { throw ExitCode(1) }
+                    if let f = r.change?.result?.failures, !f.isEmpty { throw ExitCode(1) }
+                    return
+                }
+                for row in r.rows where row.action == .rejected {
+                    let who = [row.code, row.name.map { Quote.show($0) }].compactMap { $0 }.joined(separator: " ")
+                    print("line \(row.line ?? 0): rejected \(who): \(row.reason ?? "")")
+                }
+                if r.rejected > 0 && !skipInvalid {
+                    print("\(r.rejected) rows rejected; nothing was imported (fix them, or use --skip-invalid)")
+                    throw ExitCode(1)
+                }
+                if change.dryRun || global.verbose {
+                    for row in r.rows where row.action != .rejected {
+                        print("\(row.action.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(row.code ?? "") \(row.domain ?? "")  \(row.name ?? "")")
+                    }
+                }
+                let exists = r.rows.filter { $0.action == .exists }.count
+                print("\(r.created) new villages, \(exists) already present, \(r.rejected) rejected")
+                if let c = r.change { try report(c, engine: e, json: false, dryRun: change.dryRun) }
+            }
+        }
+    }
+
+    struct Create: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create one village (or bring back a deleted one).")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var change: ChangeOptions
+        @Argument(help: "Kemendagri village code, e.g. 32.04.05.2001.") var code: String
+        @Option(help: "The village's name.") var name: String
+        @Option(help: "The kecamatan's name.") var district: String
+        @Option(help: "desa, kelurahan or 'desa adat' (checked against the code).") var kind: String?
+        @Option(help: "The DNS label to use instead of one made from the name.") var slug: String?
+        @Option(help: "Site template: default, opensid, static, or an operator's own.") var template: String?
+        @Option(help: "PHP version.") var php: String?
+
+        func run() throws {
+            try mutate(global, change) { e in
+                let v = try Village.validated(code: code, name: name, district: district, regency: e.config.regencyCode, kind: kind)
+                return try e.create(v, slug: slug, options: TenantOptions(template: template, php: php), dryRun: change.dryRun)
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tenants.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Only tenants with this status: pending, active, suspended, failed, deleted.") var status: String?
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            try desactl.run {
+                var filter: Tenant.Status?
+                if let status {
+                    guard let s = Tenant.Status(rawValue: status) else {
+                        throw DesaError(.invalidInput, "unknown status \(Quote.show(status)); use pending, active, suspended, failed or deleted")
+                    }
+                    filter = s
+                }
+                let views = try global.engine(json: true).list(status: filter)
+                if json {
+                    var out = JSON.array(views.map(\.json)).serialized()
+                    out += "\n"
+                    FileHandle.standardOutput.write(Data(out.utf8))
+                    return
+                }
+                let rows = views.map { v in [v.tenant.code, v.tenant.slug, v.tenant.status.rawValue, v.tenant.kind.rawValue, v.tenant.name, v.tenant.districtName] }
+                print(Table.render(header: ["CODE", "SLUG", "STATUS", "KIND", "NAME", "KECAMATAN"], rows: rows))
+                print("\(views.count) tenants")
+            }
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one tenant.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "Slug or village code.") var tenant: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            try desactl.run {
+                let v = try global.engine(json: true).show(tenant)
+                if json { printJSON(v.json); return }
+                let t = v.tenant
+                let rows: [(String, String)] = [
+                    ("code", t.code), ("name", t.name), ("kind", t.kind.rawValue), ("kecamatan", "\(t.districtName) (\(t.districtCode))"),
+                    ("slug", t.slug), ("domain", v.domain), ("aliases", v.aliases.isEmpty ? "-" : v.aliases.joined(separator: ", ")),
+                    ("status", t.status.rawValue + (t.reason.map { ": \($0)" } ?? "")), ("desired", t.desired.rawValue),
+                    ("template", t.template), ("php", t.php), ("user", "\(v.user) (uid \(t.uid))"), ("home", v.home),
+                ]
+                for (k, val) in rows { print("\(k.padding(toLength: 10, withPad: " ", startingAt: 0)) \(val)") }
+            }
+        }
+    }
+
+    struct AliasCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "alias", abstract: "Extra domains of a tenant (e.g. its *.desa.id name).",
+                                                        subcommands: [Add.self, Remove.self])
+        struct Add: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Add DOMAIN to a tenant's server names.")
+            @OptionGroup var global: GlobalOptions
+            @OptionGroup var change: ChangeOptions
+            @Argument(help: "Slug or village code.") var tenant: String
+            @Argument(help: "e.g. cileunyikulon.desa.id") var domain: String
+            func run() throws { try mutate(global, change) { try $0.addAlias(tenant, domain: domain, dryRun: change.dryRun) } }
+        }
+        struct Remove: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Remove DOMAIN from a tenant.")
+            @OptionGroup var global: GlobalOptions
+            @OptionGroup var change: ChangeOptions
+            @Argument(help: "Slug or village code.") var tenant: String
+            @Argument var domain: String
+            func run() throws { try mutate(global, change) { try $0.removeAlias(tenant, domain: domain, dryRun: change.dryRun) } }
+        }
+    }
+
+    struct Set: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a tenant's site template or PHP version.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var change: ChangeOptions
+        @Argument(help: "Slug or village code.") var tenant: String
+        @Option(help: "Site template: default, opensid, static, or an operator's own.") var template: String?
+        @Option(help: "PHP version, as configured in [php.versions].") var php: String?
+
+        func validate() throws {
+            if template == nil && php == nil { throw ValidationError("give --template and/or --php") }
+        }
+        func run() throws {
+            try mutate(global, change) { try $0.set(tenant, options: TenantOptions(template: template, php: php), dryRun: change.dryRun) }
+        }
+    }
+
+    struct Suspend: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Answer 503 for a tenant; its files stay.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var change: ChangeOptions
+        @Argument(help: "Slug or village code.") var tenant: String
+        func run() throws { try mutate(global, change) { try $0.suspend(tenant, dryRun: change.dryRun) } }
+    }
+
+    struct Resume: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Serve a suspended tenant again.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var change: ChangeOptions
+        @Argument(help: "Slug or village code.") var tenant: String
+        func run() throws { try mutate(global, change) { try $0.resume(tenant, dryRun: change.dryRun) } }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a tenant's vhost, pool and user; archive its files (or remove them with --purge).")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var change: ChangeOptions
+        @Argument(help: "Slug or village code.") var tenant: String
+        @Flag(help: "Remove the files instead of archiving them.") var purge = false
+        func run() throws { try mutate(global, change) { try $0.delete(tenant, purge: purge, dryRun: change.dryRun) } }
+    }
+}
+
+enum Table {
+    static func render(header: [String], rows: [[String]]) -> String {
+        var widths = header.map(\.count)
+        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
+        func line(_ r: [String]) -> String {
+            r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}
