@@ -47,7 +47,7 @@ let package = Package(
         .testTarget(
             name: "ProvisionerTests",
             dependencies: ["Provisioner"],
-            resources: [.copy("Golden")]
+            exclude: ["Golden", "Fixtures"]
         ),
     ]
 )

@@ -162,7 +162,7 @@ public final class Engine {
         let msg = "\(op) \(target) by \(actor): \(outcome); \(detail)"
         journal.send(["MESSAGE": msg, "DESA_OP": op, "DESA_TARGET": target, "DESA_ACTOR": actor,
                       "DESA_OUTCOME": outcome, "PRIORITY": "\(priority.rawValue)"])
-        if outcome == "ok" { logger.notice("\(msg)") } else { logger.error("\(msg)") }
+        if outcome == "ok" { logger.info("\(msg)") } else { logger.error("\(msg)") }
     }
 }
 

@@ -169,6 +169,7 @@ public enum Sandbox {
         listen = \(q(c.nginxListen))
         probe = \(q(c.probeAddress))
         fastcgi_params = \(q(c.fastcgiParams))
+        service = ""   # desactl runs nginx itself in a sandbox
 
         [php]
         default = \(q(c.defaultPHP))
@@ -183,6 +184,7 @@ public enum Sandbox {
             pool_dir = \(q(p.poolDir))
             socket_dir = \(q(p.socketDir))
             pid_file = \(q(p.pidFile))
+            service = \(q(p.service))
 
             """
         }

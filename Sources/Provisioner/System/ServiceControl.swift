@@ -104,13 +104,20 @@ public struct ServiceControl: Sendable {
         return out
     }
 
-    /// nginx applies a reload asynchronously: it is done when a worker that was not
-    /// there before appears (new workers start only once the new config is loaded).
+    /// nginx applies a reload asynchronously. It is done when a worker that was not there
+    /// before runs (new workers start only once the new config is loaded) and every old
+    /// worker has exited or stopped accepting (its title says "shutting down").
     public func waitForNewNginxWorkers(old: Set<pid_t>, timeout: TimeInterval = 15) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
-            if !nginxWorkers().subtracting(old).isEmpty { return true }
-            usleep(10_000)
+            let now = nginxWorkers()
+            let fresh = !now.subtracting(old).isEmpty
+            let oldAccepting = now.intersection(old).contains { pid in
+                let title = AtomicFiles.read("/proc/\(pid)/cmdline") ?? ""
+                return !title.contains("shutting down")
+            }
+            if fresh && !oldAccepting { return true }
+            usleep(5_000)
         }
         return false
     }

@@ -48,7 +48,7 @@ public enum CSVReader {
                 fields.append(field); field = ""; afterQuote = false
             case "\r" where i + 1 < chars.count && chars[i + 1] == "\n":
                 break
-            case "\n":
+            case "\n", "\r":
                 endRecord(); line += 1; recordLine = line
             case "\"":
                 if field.isEmpty && !afterQuote { inQuotes = true } else if error == nil {

@@ -105,7 +105,7 @@ public struct Applier {
             var failure: (ServiceRef, String)?
             for s in touched {
                 let r = try services.test(s)
-                if !r.ok { failure = (s, r.message); break }
+                if !r.ok { failure = (s, Self.checkerMessage(r.message)); break }
             }
             guard let (service, message) = failure else { reloads = touched; break }
             journal.restore(backup)
@@ -119,6 +119,7 @@ public struct Applier {
             }
         }
         phase("check")
+        if reloads.isEmpty { journal.clear() }
         if !reloads.isEmpty {
             progress.begin("reload", total: reloads.count)
             let oldWorkers = services.nginxWorkers()
@@ -205,6 +206,18 @@ public struct Applier {
         }
         try AtomicFiles.write(writes)
         AtomicFiles.remove(removals)
+    }
+
+    /// The checker's complaint without timestamps, pids and its closing "test failed" line.
+    static func checkerMessage(_ raw: String) -> String {
+        let lines = raw.split(separator: "\n").map { line -> String in
+            var l = String(line)
+            // nginx: "2026/11/24 16:17:39 [emerg] 13974#13974: ..."; php-fpm: "[24-Nov-2026 15:53:15] ERROR: ..."
+            if let r = l.range(of: #"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[\w+\] \d+#\d+: "#, options: .regularExpression) { l.removeSubrange(r) }
+            if let r = l.range(of: #"^\[[^\]]+\] "#, options: .regularExpression) { l.removeSubrange(r) }
+            return l
+        }.filter { !$0.hasSuffix("test failed") && !$0.contains("FPM initialization failed") && !$0.hasPrefix("nginx: the configuration file") }
+        return lines.joined(separator: "; ")
     }
 
     /// Which tenant a checker's message points at: a config file it names, a pool name,

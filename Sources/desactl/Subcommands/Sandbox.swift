@@ -29,7 +29,7 @@ struct SandboxCommand: ParsableCommand {
                 Sandbox ready in \((c.path as NSString).deletingLastPathComponent)
                   export DESA_CONFIG=\(c.path)
                   desactl sandbox start
-                  desactl tenant import ../shared/data/villages-3204-bandung.csv
+                  desactl tenant import Tests/ProvisionerTests/Fixtures/villages-3204-bandung.csv
                 """)
             }
         }

@@ -1,0 +1,137 @@
+import Foundation
+import Testing
+@testable import Provisioner
+
+@Suite("Reading the Kemendagri village list")
+struct VillageListTests {
+    let header = "code,name,district_code,district_name,regency_code,regency_name,province_code,province_name,kind\n"
+
+    func parse(_ body: String) throws -> VillageList.Result {
+        try VillageList.parse(header + body, regency: "32.04")
+    }
+
+    @Test("both official lists read without a rejection")
+    func officialLists() throws {
+        let b = try VillageList.read(path: Support.bandung, regency: "32.04")
+        #expect(b.villages.count == 280 && b.rejections.isEmpty)
+        #expect(b.villages.filter { $0.kind == .kelurahan }.count == 10)
+        let p = try VillageList.read(path: Support.purbalingga, regency: "33.03")
+        #expect(p.villages.count == 239 && p.rejections.isEmpty)
+    }
+
+    @Test("quoted fields keep their commas and quotes")
+    func quoting() throws {
+        let r = try parse("""
+        32.04.05.2001,"Lubuk Pakam I,II",32.04.05,Cileunyi,32.04,Kabupaten Bandung,32,Jawa Barat,desa
+        32.04.05.2002,"Way 'U'",32.04.05,"Cileunyi",32.04,Kabupaten Bandung,32,Jawa Barat,desa\r
+        """)
+        #expect(r.rejections.isEmpty)
+        #expect(r.villages.map(\.name) == ["Lubuk Pakam I,II", "Way 'U'"])
+    }
+
+    @Test("broken rows are rejected, each naming its line and its problem", arguments: [
+        ("33.03.01.2001,Kedungbenda,33.03.01,Kemangkon,33.03,Kab,33,Jateng,desa", "belongs to regency 33.03"),
+        ("32.04.05.201,Cimekar,32.04.05,Cileunyi,32.04,Kab,32,Jabar,desa", "malformed village code"),
+        ("32.04.05.2001,,32.04.05,Cileunyi,32.04,Kab,32,Jabar,desa", "name is empty"),
+        ("32.04.05.2001,Cimekar,32.04.05,Cileunyi", "has 4 fields, the header has 9"),
+        ("32.04.05.2001,\"Cimekar,32.04.05,Cileunyi,32.04,Kab,32,Jabar,desa", "unterminated quoted field"),
+        ("32.04.05.2001,Cim\"ekar,32.04.05,Cileunyi,32.04,Kab,32,Jabar,desa", "stray quote"),
+        ("32.04.05.2001,Cimekar,32.04.05,Cileunyi,32.04,Kab,32,Jabar,kelurahan", "listed as kelurahan, but its code says desa"),
+        ("32.04.05.2001,Cimekar,32.04.06,Cileunyi,32.04,Kab,32,Jabar,desa", "district_code"),
+        ("32.04.05.2001,x; rm -rf /,32.04.05,Cileunyi,32.04,Kab,32,Jabar,desa", "contains the character"),
+        ("32.04.05.2001,Cimekar,32.04.05,,32.04,Kab,32,Jabar,desa", "kecamatan name is empty"),
+    ])
+    func brokenRows(row: String, reason: String) throws {
+        let r = try parse("32.04.05.2002,Cileunyi Wetan,32.04.05,Cileunyi,32.04,Kab,32,Jabar,desa\n" + row + "\n")
+        #expect(r.villages.map(\.code.value) == ["32.04.05.2002"])
+        #expect(r.rejections.count == 1)
+        #expect(r.rejections.first?.line == 3)
+        #expect(r.rejections.first?.reason.contains(reason) == true, "got: \(r.rejections.first?.reason ?? "none")")
+    }
+
+    @Test("a duplicate code is rejected and names the first line")
+    func duplicates() throws {
+        let row = "32.04.05.2001,Cileunyi Kulon,32.04.05,Cileunyi,32.04,Kab,32,Jabar,desa\n"
+        let r = try parse(row + row)
+        #expect(r.villages.count == 1)
+        #expect(r.rejections.first?.reason == "duplicate code 32.04.05.2001: already on line 2")
+    }
+
+    @Test("a file without the required columns is refused outright")
+    func badHeader() {
+        #expect(throws: DesaError.self) { try VillageList.parse("kode,nama\n1,2\n", regency: "32.04") }
+        #expect(throws: DesaError.self) { try VillageList.parse("", regency: "32.04") }
+    }
+}
+
+@Suite("Config")
+struct ConfigTests {
+    @Test("a sandbox config survives writing and reading back")
+    func sandboxRoundTrip() throws {
+        var o = Sandbox.Options(dir: "/var/tmp/desa-x")
+        o.templates = Support.templates
+        let c = Sandbox.config(for: o)
+        let parsed = try Config.parse(Sandbox.toml(c, options: o))
+        var expected = c
+        expected.path = parsed.path
+        #expect(parsed == expected)
+    }
+
+    @Test("bad values name the key", arguments: [
+        ("mode = \"cloud\"", "mode must be sandbox or production"),
+        ("[regency]\ncode = \"32\"", "malformed regency code"),
+        ("[regency]\ndomain = \"bad domain\"", "\"bad domain\""),
+        ("[regency]\ndomain = \"a;b.go.id\"", "invalid label"),
+        ("[users]\nprefix = \"Bad\"", "user prefix"),
+        ("[users]\nuid_min = 10", "uid_min/uid_max"),
+        ("[paths]\nweb_root = \"srv/desa\"", "must be absolute"),
+        ("[paths]\nweb_root = \"/srv/$x\"", "must be absolute"),
+        ("[nginx]\nprobe = \"localhost\"", "nginx.probe"),
+        ("[php]\ndefault = \"7.4\"", "php.default"),
+        ("[users]\nuid_min = \"x\"", "users.uid_min must be an integer"),
+        ("this is not toml", "line 1"),
+    ])
+    func badConfig(text: String, reason: String) {
+        do {
+            _ = try Config.parse(text, source: "desa.toml")
+            Issue.record("accepted: \(text)")
+        } catch let e as DesaError {
+            #expect(e.message.contains(reason), "got: \(e.message)")
+            #expect(e.message.hasPrefix("desa.toml"))
+        } catch { Issue.record("\(error)") }
+    }
+
+    @Test("PHP versions map to their own binaries and pool directories")
+    func phpVersions() throws {
+        let c = try Config.parse("""
+        [php]
+        default = "8.2"
+        [php.versions."8.2"]
+        binary = "/usr/sbin/php-fpm8.2"
+        main_conf = "/etc/php/8.2/fpm/php-fpm.conf"
+        pool_dir = "/etc/php/8.2/fpm/pool.d"
+        socket_dir = "/run/php"
+        pid_file = "/run/php/php8.2-fpm.pid"
+        [php.versions."7.4"]
+        binary = "/opt/php74/sbin/php-fpm"
+        main_conf = "/opt/php74/etc/php-fpm.conf"
+        pool_dir = "/opt/php74/etc/pool.d"
+        socket_dir = "/run/php74"
+        pid_file = "/run/php74/fpm.pid"
+        """)
+        #expect(try c.phpVersion("7.4").poolDir == "/opt/php74/etc/pool.d")
+        #expect(try c.phpVersion("7.4").service == "php7.4-fpm")
+        #expect(throws: DesaError.self) { try c.phpVersion("8.4") }
+    }
+}
+
+@Suite("JSON output")
+struct JSONTests {
+    @Test("strings are escaped and key order is kept")
+    func escaping() {
+        let j = JSON.object([("b", .string("a\"b\\c\nd\u{1}")), ("a", .int(1)), ("n", .null), ("l", .array([.bool(true)]))])
+        #expect(j.serialized() == #"{"b":"a\"b\\c\nd\u0001","a":1,"n":null,"l":[true]}"#)
+        let data = Data(j.serialized(pretty: true).utf8)
+        #expect((try? JSONSerialization.jsonObject(with: data)) != nil)
+    }
+}
