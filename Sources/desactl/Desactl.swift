@@ -8,17 +8,37 @@ struct Desactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "desactl",
         abstract: "Host every village of a regency: tenants, nginx, PHP-FPM, users.",
+        usage: "desactl [--config PATH] <subcommand>",
         discussion: """
         The config comes from --config, else $DESA_CONFIG, else /etc/desa/desa.toml.
         Mutating commands take --dry-run (print the plan, change nothing) and --json.
         """,
         subcommands: [SandboxCommand.self, TenantCommand.self, PlanCommand.self, ApplyCommand.self]
     )
+
+    /// `desactl --config PATH <command> ...`: a --config before the command names applies
+    /// to every command, so it is handed down through DESA_CONFIG.
+    static func main() {
+        var args = Array(CommandLine.arguments.dropFirst())
+        var i = 0
+        while i < args.count, args[i].hasPrefix("-") {
+            if args[i] == "--config", i + 1 < args.count {
+                setenv("DESA_CONFIG", args[i + 1], 1)
+                args.removeSubrange(i...(i + 1))
+            } else if args[i].hasPrefix("--config=") {
+                setenv("DESA_CONFIG", String(args[i].dropFirst("--config=".count)), 1)
+                args.remove(at: i)
+            } else {
+                i += 1
+            }
+        }
+        main(args)
+    }
 }
 
 /// Flags every command shares.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: ArgumentHelp("Config file (default: $DESA_CONFIG or /etc/desa/desa.toml).", valueName: "PATH"))
+    @Option(name: .long, help: ArgumentHelp("Config file (default: $DESA_CONFIG or /etc/desa/desa.toml); may also come first: desactl --config PATH tenant list.", valueName: "PATH"))
     var config: String?
 
     @Flag(name: .shortAndLong, help: "Print each tenant's outcome, not just the summary.")

@@ -126,10 +126,13 @@ extension Engine {
     }
 
     func updateTenant(_ key: String, op: String, dryRun: Bool, _ change: @escaping (inout Tenant, Database) throws -> Void) throws -> ChangeReport {
-        var target = key
-        return try mutate(op: op, target: key, dryRun: dryRun) { db in
-            var t = try StateStore.find(db, key)
-            target = t.code
+        let code: String
+        do { code = try store.queue.read { db in try StateStore.find(db, key).code } } catch let e as DesaError {
+            record(op: op, target: key, outcome: "rejected", detail: e.message)
+            throw e
+        }
+        return try mutate(op: op, target: code, dryRun: dryRun) { db in
+            var t = try StateStore.find(db, code)
             if t.desired == .deleted && op != "delete" {
                 throw DesaError(.conflict, "tenant \(t.slug) is deleted; bring it back with desactl tenant create \(t.code)")
             }
@@ -137,7 +140,6 @@ extension Engine {
             t.updatedAt = self.now()
             try t.update(db)
         }
-        _ = target
     }
 
     public func suspend(_ key: String, dryRun: Bool = false) throws -> ChangeReport {

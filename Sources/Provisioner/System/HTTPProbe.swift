@@ -63,6 +63,23 @@ public struct HTTPProbe: Sendable {
                 headers[l[..<c].lowercased()] = l[l.index(after: c)...].trimmingCharacters(in: .whitespaces)
             }
         }
-        return Response(status: status, headers: headers, body: String(text[headEnd.upperBound...]))
+        var body = String(text[headEnd.upperBound...])
+        if headers["transfer-encoding"]?.lowercased() == "chunked" { body = Self.dechunk(body) }
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// Joins a chunked body (RFC 9112 section 7.1); trailers are dropped.
+    static func dechunk(_ s: String) -> String {
+        var out = Substring()
+        var rest = Substring(s)
+        while let lineEnd = rest.range(of: "\r\n") {
+            let sizeField = rest[..<lineEnd.lowerBound].split(separator: ";").first ?? ""
+            guard let size = Int(sizeField.trimmingCharacters(in: .whitespaces), radix: 16), size > 0 else { break }
+            let start = lineEnd.upperBound
+            guard let end = rest.utf8.index(start, offsetBy: size, limitedBy: rest.utf8.endIndex) else { out += rest[start...]; break }
+            out += rest[start..<end]
+            rest = rest[end...].dropFirst(2)
+        }
+        return String(out)
     }
 }

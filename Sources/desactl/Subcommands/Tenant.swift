@@ -17,11 +17,18 @@ struct ChangeOptions: ParsableArguments {
     @Flag(help: "Print JSON.") var json = false
 }
 
-/// Runs a mutation and reports it.
-func mutate(_ global: GlobalOptions, _ o: ChangeOptions, _ body: (Engine) throws -> ChangeReport) throws {
+/// Runs a mutation and reports it. Input refused before the engine starts its own
+/// bookkeeping is still audited as "rejected".
+func mutate(_ global: GlobalOptions, _ o: ChangeOptions, op: String, target: String,
+            _ body: (Engine) throws -> ChangeReport) throws {
     try run {
         let e = try global.engine(json: o.json)
-        try report(try body(e), engine: e, json: o.json, dryRun: o.dryRun)
+        let r: ChangeReport
+        do { r = try body(e) } catch let err as DesaError where err.kind == .invalidInput && !o.dryRun {
+            e.record(op: op, target: target, outcome: "rejected", detail: err.message)
+            throw err
+        }
+        try report(r, engine: e, json: o.json, dryRun: o.dryRun)
     }
 }
 
@@ -85,7 +92,7 @@ extension TenantCommand {
         @Option(help: "PHP version.") var php: String?
 
         func run() throws {
-            try mutate(global, change) { e in
+            try mutate(global, change, op: "create", target: code) { e in
                 let v = try Village.validated(code: code, name: name, district: district, regency: e.config.regencyCode, kind: kind)
                 return try e.create(v, slug: slug, options: TenantOptions(template: template, php: php), dryRun: change.dryRun)
             }
@@ -152,7 +159,7 @@ extension TenantCommand {
             @OptionGroup var change: ChangeOptions
             @Argument(help: "Slug or village code.") var tenant: String
             @Argument(help: "e.g. cileunyikulon.desa.id") var domain: String
-            func run() throws { try mutate(global, change) { try $0.addAlias(tenant, domain: domain, dryRun: change.dryRun) } }
+            func run() throws { try mutate(global, change, op: "alias add", target: tenant) { try $0.addAlias(tenant, domain: domain, dryRun: change.dryRun) } }
         }
         struct Remove: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Remove DOMAIN from a tenant.")
@@ -160,7 +167,7 @@ extension TenantCommand {
             @OptionGroup var change: ChangeOptions
             @Argument(help: "Slug or village code.") var tenant: String
             @Argument var domain: String
-            func run() throws { try mutate(global, change) { try $0.removeAlias(tenant, domain: domain, dryRun: change.dryRun) } }
+            func run() throws { try mutate(global, change, op: "alias remove", target: tenant) { try $0.removeAlias(tenant, domain: domain, dryRun: change.dryRun) } }
         }
     }
 
@@ -176,7 +183,7 @@ extension TenantCommand {
             if template == nil && php == nil { throw ValidationError("give --template and/or --php") }
         }
         func run() throws {
-            try mutate(global, change) { try $0.set(tenant, options: TenantOptions(template: template, php: php), dryRun: change.dryRun) }
+            try mutate(global, change, op: "set", target: tenant) { try $0.set(tenant, options: TenantOptions(template: template, php: php), dryRun: change.dryRun) }
         }
     }
 
@@ -185,7 +192,7 @@ extension TenantCommand {
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
-        func run() throws { try mutate(global, change) { try $0.suspend(tenant, dryRun: change.dryRun) } }
+        func run() throws { try mutate(global, change, op: "suspend", target: tenant) { try $0.suspend(tenant, dryRun: change.dryRun) } }
     }
 
     struct Resume: ParsableCommand {
@@ -193,7 +200,7 @@ extension TenantCommand {
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
-        func run() throws { try mutate(global, change) { try $0.resume(tenant, dryRun: change.dryRun) } }
+        func run() throws { try mutate(global, change, op: "resume", target: tenant) { try $0.resume(tenant, dryRun: change.dryRun) } }
     }
 
     struct Delete: ParsableCommand {
@@ -202,7 +209,7 @@ extension TenantCommand {
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
         @Flag(help: "Remove the files instead of archiving them.") var purge = false
-        func run() throws { try mutate(global, change) { try $0.delete(tenant, purge: purge, dryRun: change.dryRun) } }
+        func run() throws { try mutate(global, change, op: purge ? "delete --purge" : "delete", target: tenant) { try $0.delete(tenant, purge: purge, dryRun: change.dryRun) } }
     }
 }
 

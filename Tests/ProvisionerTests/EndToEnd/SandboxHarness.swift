@@ -1,0 +1,79 @@
+import Foundation
+import Testing
+@testable import Provisioner
+
+/// A real sandbox for one test: its own directory, loopback port, user prefix and UID
+/// range, driven through the real `desactl` binary. `destroy()` removes it all.
+final class SandboxHarness {
+    let dir: String
+    let port: Int
+    let prefix: String
+    var configPath: String { dir + "/desa.toml" }
+    let runner = SystemProcessRunner()
+
+    init(_ name: String, regency: String = "32.04", domain: String = "bandungkab.go.id") throws {
+        let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
+        dir = "/var/tmp/desa-e2e-\(name)-\(tag)"
+        prefix = "de" + String((0..<5).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
+        port = Self.freePort()
+        let uidBase = 400_000 + Int.random(in: 0..<500) * 1000
+        let r = try runner.run([Support.desactl, "sandbox", "init", dir, "--http-port", "\(port)", "--regency", regency,
+                                "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"])
+        try #require(r.ok, "sandbox init failed: \(r.message)")
+        let s = try desactl("sandbox", "start")
+        try #require(s.ok, "sandbox start failed: \(s.message)")
+    }
+
+    static func freePort() -> Int {
+        for _ in 0..<50 {
+            let p = Int.random(in: 20_000..<40_000)
+            let probe = HTTPProbe(address: ProbeAddress("127.0.0.1:\(p)")!, timeout: 0.2)
+            if (try? probe.get(host: "x")) == nil { return p }
+        }
+        return 28_080
+    }
+
+    @discardableResult
+    func desactl(_ args: String...) throws -> ProcessResult { try desactl(args) }
+
+    func desactl(_ args: [String]) throws -> ProcessResult {
+        try runner.run([Support.desactl, "--config", configPath] + args)
+    }
+
+    /// Subcommand-first form, since global flags live on the leaf commands.
+    func run(_ args: String...) throws -> ProcessResult {
+        try runner.run([Support.desactl] + args + ["--config", configPath])
+    }
+
+    func get(_ host: String, _ path: String = "/") throws -> HTTPProbe.Response {
+        try HTTPProbe(address: ProbeAddress("127.0.0.1:\(port)")!, timeout: 5).get(host: host, path: path)
+    }
+
+    func config() throws -> Config { try Config.load(path: configPath) }
+
+    func tenants() throws -> [[String: Any]] {
+        let r = try run("tenant", "list", "--json")
+        try #require(r.ok, "\(r.message)")
+        return try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: Any]]
+    }
+
+    func users() throws -> [SystemUser] {
+        try Users(runner: runner, passwdFile: "/etc/passwd", sysusersFile: "/dev/null").tenants(prefix: prefix)
+    }
+
+    func nginxTest() throws -> ProcessResult { try ServiceControl(config: try config(), runner: runner).test(.nginx) }
+
+    /// The first `count` villages of Kab. Bandung as a CSV in the sandbox.
+    func bandungSubset(_ count: Int) throws -> String {
+        let lines = Support.read(Support.bandung).split(separator: "\n")
+        let path = dir + "/subset.csv"
+        try (lines.prefix(count + 1).joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func destroy() {
+        _ = try? run("sandbox", "destroy")
+        for u in (try? users()) ?? [] { _ = try? runner.run(["/usr/sbin/userdel", u.name]) }
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+}
