@@ -135,3 +135,27 @@ struct JSONTests {
         #expect((try? JSONSerialization.jsonObject(with: data)) != nil)
     }
 }
+
+@Suite("State database")
+struct StateStoreTests {
+    @Test("timestamps are stored as RFC 3339 text and survive an update")
+    func timestamps() throws {
+        let dir = NSTemporaryDirectory() + "desa-store-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try StateStore(path: dir + "/state.sqlite")
+        let v = try Village.validated(code: "32.04.05.2001", name: "Cileunyi Kulon", district: "Cileunyi", regency: "32.04")
+        let created = Date(timeIntervalSince1970: 1_795_000_000)
+        try store.queue.write { db in
+            try Tenant(village: v, slug: "cileunyi-kulon", template: "default", php: "8.2", uid: 310_000, now: created).insert(db)
+            var t = try StateStore.find(db, "cileunyi-kulon")
+            t.status = .active
+            try t.update(db)
+        }
+        let raw = try store.queue.read { db in try String.fetchOne(db, sql: "SELECT createdAt FROM tenant") }
+        #expect(raw == "2026-11-18T11:06:40Z")
+        #expect(try store.tenants().first?.createdAt == created)
+        #expect(Timestamp.parse("2026-11-18 11:06:40") == nil)
+        let mode = try FileManager.default.attributesOfItem(atPath: dir + "/state.sqlite")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+    }
+}

@@ -44,6 +44,12 @@ public struct Config: Sendable, Equatable {
     public var probeAddress = "127.0.0.1:80"
     public var fastcgiParams = "/etc/nginx/fastcgi_params"
     public var nginxService = "nginx"
+    /// nginx's own error log, quoted when a reload does not take.
+    public var nginxErrorLog = "/var/log/nginx/error.log"
+    /// `tenant`: an error log in each tenant's logs/ (one descriptor per tenant in every
+    /// nginx process, twice during a reload); `shared`: one file for all tenants, for
+    /// servers with more tenants than nginx may open files.
+    public var tenantErrorLogs = "tenant"
 
     public var defaultPHP = "8.2"
     public var php: [String: PHPVersion] = [
@@ -107,6 +113,11 @@ public struct Config: Sendable, Equatable {
         c.probeAddress = try r.string("nginx.probe") ?? c.probeAddress
         c.fastcgiParams = try r.string("nginx.fastcgi_params") ?? c.fastcgiParams
         c.nginxService = try r.string("nginx.service") ?? c.nginxService
+        c.nginxErrorLog = try r.string("nginx.error_log_file") ?? c.nginxErrorLog
+        c.tenantErrorLogs = try r.string("nginx.tenant_error_logs") ?? c.tenantErrorLogs
+        guard ["tenant", "shared"].contains(c.tenantErrorLogs) else {
+            throw DesaError(.config, "\(source): nginx.tenant_error_logs must be tenant or shared")
+        }
         c.defaultPHP = try r.string("php.default") ?? c.defaultPHP
         if let versions = try r.table("php.versions") {
             c.php = [:]

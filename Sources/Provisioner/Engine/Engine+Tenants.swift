@@ -200,6 +200,27 @@ extension Engine {
         }
     }
 
+    /// `tenant list --json`: a JSON array of tenant objects (see TenantView.jsonObjectSQL).
+    public func listJSON(status: Tenant.Status? = nil) throws -> String {
+        try store.queue.read { db in
+            let filter = status == nil ? "" : "WHERE status = ?4"
+            var args: [DatabaseValueConvertible?] = [config.domain, config.webRoot, config.userPrefix]
+            if let status { args.append(status.rawValue) }
+            // json_object straight into json_group_array: no re-parsing of each object.
+            let sql = "SELECT json_group_array(\(TenantView.jsonObjectSQL)) FROM (SELECT * FROM tenant \(filter) ORDER BY code) AS tenant"
+            return try String.fetchOne(db, sql: sql, arguments: StatementArguments(args)) ?? "[]"
+        }
+    }
+
+    /// `tenant show --json`: one tenant object.
+    public func showJSON(_ key: String) throws -> String {
+        try store.queue.read { db in
+            let code = try StateStore.find(db, key).code
+            let sql = "SELECT \(TenantView.jsonObjectSQL) FROM tenant WHERE code = ?4"
+            return try String.fetchOne(db, sql: sql, arguments: [config.domain, config.webRoot, config.userPrefix, code]) ?? "{}"
+        }
+    }
+
     public func show(_ key: String) throws -> TenantView {
         try store.queue.read { db in
             let t = try StateStore.find(db, key)

@@ -127,7 +127,7 @@ public final class Engine {
         try store.queue.write { db in
             for (code, o) in result.outcomes {
                 try db.execute(sql: "UPDATE tenant SET status = ?, reason = ?, updatedAt = ? WHERE code = ?",
-                               arguments: [o.status.rawValue, o.reason, stamp, code])
+                               arguments: [o.status.rawValue, o.reason, Timestamp.format(stamp), code])
             }
         }
         let byCode = Dictionary(tenants.map { ($0.code, $0) }, uniquingKeysWith: { a, _ in a })

@@ -17,27 +17,18 @@ public struct TenantView: Sendable {
         home = tenant.home(config)
     }
 
-    /// RFC 3339 in UTC, by hand: Foundation's formatter costs ~10 µs a date.
-    static func rfc3339(_ d: Date) -> String {
-        var t = time_t(d.timeIntervalSince1970.rounded(.down))
-        var tm = tm()
-        gmtime_r(&t, &tm)
-        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
-        return "\(tm.tm_year + 1900)-\(two(tm.tm_mon + 1))-\(two(tm.tm_mday))T\(two(tm.tm_hour)):\(two(tm.tm_min)):\(two(tm.tm_sec))Z"
-    }
-
-    public var json: JSON {
-        let t = tenant
-        return .object([
-            ("code", .string(t.code)), ("slug", .string(t.slug)), ("name", .string(t.name)),
-            ("kind", .string(t.kind.rawValue)), ("district", .string(t.districtName)),
-            ("district_code", .string(t.districtCode)), ("domain", .string(domain)),
-            ("aliases", .array(aliases.map { .string($0) })), ("status", .string(t.status.rawValue)),
-            ("desired", .string(t.desired.rawValue)), ("reason", .str(t.reason)),
-            ("template", .string(t.template)), ("php", .string(t.php)), ("user", .string(user)),
-            ("uid", .int(t.uid)), ("home", .string(home)),
-            ("created_at", .string(Self.rfc3339(t.createdAt))),
-            ("updated_at", .string(Self.rfc3339(t.updatedAt))),
-        ])
-    }
+    /// The documented JSON object of a tenant, built by SQLite itself: `tenant list --json`
+    /// over 10,000 tenants has to finish in under 100 ms, process start included.
+    /// Arguments: domain, web root, user prefix.
+    static let jsonObjectSQL = """
+        json_object(
+          'code', code, 'slug', slug, 'name', name, 'kind', kind, 'district', districtName,
+          'district_code', districtCode, 'domain', slug || '.' || ?1,
+          'aliases', CASE WHEN EXISTS (SELECT 1 FROM alias WHERE alias.code = tenant.code)
+                     THEN json((SELECT json_group_array(domain) FROM (SELECT domain FROM alias WHERE alias.code = tenant.code ORDER BY domain)))
+                     ELSE json_array() END,
+          'status', status, 'desired', desired, 'reason', reason, 'template', template, 'php', php,
+          'user', ?3 || replace(code, '.', ''), 'uid', uid, 'home', ?2 || '/' || slug,
+          'created_at', createdAt, 'updated_at', updatedAt)
+        """
 }

@@ -58,6 +58,7 @@ public enum Sandbox {
         c.nginxListen = "127.0.0.1:\(o.httpPort)"
         c.probeAddress = "127.0.0.1:\(o.httpPort)"
         c.nginxService = ""
+        c.nginxErrorLog = d + "/logs/nginx-error.log"
         c.php = ["8.2": Config.PHPVersion(binary: "/usr/sbin/php-fpm8.2", mainConf: d + "/php/8.2/php-fpm.conf",
                                           poolDir: d + "/php/8.2/pool.d", socketDir: d + "/run/php",
                                           pidFile: d + "/run/php8.2-fpm.pid", service: "")]
@@ -170,6 +171,9 @@ public enum Sandbox {
         probe = \(q(c.probeAddress))
         fastcgi_params = \(q(c.fastcgiParams))
         service = ""   # desactl runs nginx itself in a sandbox
+        error_log_file = \(q(c.nginxErrorLog))
+        # "tenant": logs/error.log in each home; "shared": one file, for very many tenants
+        tenant_error_logs = \(q(c.tenantErrorLogs))
 
         [php]
         default = \(q(c.defaultPHP))

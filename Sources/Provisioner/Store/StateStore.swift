@@ -45,8 +45,8 @@ public final class StateStore: @unchecked Sendable {
                 t.column("purge", .boolean).notNull().defaults(to: false)
                 t.column("status", .text).notNull()
                 t.column("reason", .text)
-                t.column("createdAt", .datetime).notNull()
-                t.column("updatedAt", .datetime).notNull()
+                t.column("createdAt", .text).notNull()
+                t.column("updatedAt", .text).notNull()
             }
             try db.create(index: "tenant_status", on: "tenant", columns: ["status"])
             try db.create(table: "alias") { t in
@@ -56,7 +56,7 @@ public final class StateStore: @unchecked Sendable {
             try db.create(index: "alias_code", on: "alias", columns: ["code"])
             try db.create(table: "audit") { t in
                 t.autoIncrementedPrimaryKey("id")
-                t.column("at", .datetime).notNull()
+                t.column("at", .text).notNull()
                 t.column("actor", .text).notNull()
                 t.column("op", .text).notNull()
                 t.column("target", .text).notNull()

@@ -43,6 +43,28 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
         updatedAt = now
     }
 
+    /// Decodes a row by column position: `tenant list` reads 10,000 rows, and the
+    /// Codable path costs about 13 µs a row.
+    public init(row: Row) throws {
+        code = row[0]; slug = row[1]; name = row[2]; districtCode = row[3]; districtName = row[4]
+        let kindRaw: String = row[5], desiredRaw: String = row[9], statusRaw: String = row[11]
+        guard let k = VillageKind(rawValue: kindRaw), let d = Desired(rawValue: desiredRaw), let st = Status(rawValue: statusRaw) else {
+            throw DesaError.system("the state database holds an unknown kind, desired state or status for \(code)")
+        }
+        kind = k; desired = d; status = st
+        template = row[6]; php = row[7]; uid = row[8]; purge = row[10]; reason = row[12]
+        createdAt = Timestamp.parse(row[13]) ?? Date(timeIntervalSince1970: 0)
+        updatedAt = Timestamp.parse(row[14]) ?? Date(timeIntervalSince1970: 0)
+    }
+
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { Timestamp.encoding }
+
+    public static var databaseSelection: [any SQLSelectable] { [
+        Column("code"), Column("slug"), Column("name"), Column("districtCode"), Column("districtName"), Column("kind"),
+        Column("template"), Column("php"), Column("uid"), Column("desired"), Column("purge"), Column("status"),
+        Column("reason"), Column("createdAt"), Column("updatedAt"),
+    ] }
+
     public var villageCode: VillageCode { try! VillageCode(code) }
 
     /// The Linux user (and group) the tenant's PHP runs as: prefix + the code's ten digits.
@@ -70,6 +92,8 @@ public struct Alias: Codable, Sendable, Equatable, FetchableRecord, PersistableR
 /// One row per mutating command: who, what, when, and how it ended.
 public struct AuditEntry: Codable, Sendable, FetchableRecord, PersistableRecord {
     public static let databaseTableName = "audit"
+    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { Timestamp.encoding }
+    public static func databaseDateDecodingStrategy(for column: String) -> DatabaseDateDecodingStrategy { Timestamp.decoding }
     public var id: Int64?
     public var at: Date
     public var actor: String

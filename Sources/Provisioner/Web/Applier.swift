@@ -133,8 +133,9 @@ public struct Applier {
                 for s in reloads { try? services.reloadOrStart(s) }
                 for t in Set(changes.compactMap(\.tenant)) { fail(t, e.message) }
             } else if reloads.contains(.nginx), !oldWorkers.isEmpty {
-                if !services.waitForNewNginxWorkers(old: oldWorkers) {
-                    for t in Set(changes.compactMap(\.tenant)) { fail(t, "nginx did not pick up the new configuration") }
+                if !services.waitForNewNginxWorkers(old: oldWorkers, timeout: max(15, Double(tenants.count) / 200)) {
+                    let why = Self.lastEmergency(in: config.nginxErrorLog).map { ": \($0)" } ?? ""
+                    for t in Set(changes.compactMap(\.tenant)) { fail(t, "nginx did not pick up the new configuration\(why)") }
                 }
             }
             journal.clear()
@@ -218,6 +219,17 @@ public struct Applier {
             return l
         }.filter { !$0.hasSuffix("test failed") && !$0.contains("FPM initialization failed") && !$0.hasPrefix("nginx: the configuration file") }
         return lines.joined(separator: "; ")
+    }
+
+    /// The last [emerg] or [alert] line of nginx's error log, without its timestamp.
+    static func lastEmergency(in path: String) -> String? {
+        guard let fd = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? fd.close() }
+        let size = (try? fd.seekToEnd()) ?? 0
+        try? fd.seek(toOffset: size > 16384 ? size - 16384 : 0)
+        let tail = String(decoding: fd.readDataToEndOfFile(), as: UTF8.self)
+        guard let line = tail.split(separator: "\n").last(where: { $0.contains("[emerg]") || $0.contains("[alert]") }) else { return nil }
+        return checkerMessage(String(line))
     }
 
     /// Which tenant a checker's message points at: a config file it names, a pool name,

@@ -83,10 +83,9 @@ public struct Planner {
             }
             live.insert(user)
             let tenantAliases = aliases[code] ?? []
-            let rendered: (vhost: String, pool: String, starter: String)
+            let rendered: (vhost: String, pool: String)
             do {
-                rendered = (try renderer.vhost(t, aliases: tenantAliases), try renderer.pool(t, aliases: tenantAliases),
-                            try renderer.starterPage(t, aliases: tenantAliases))
+                rendered = (try renderer.vhost(t, aliases: tenantAliases), try renderer.pool(t, aliases: tenantAliases))
             } catch let e as DesaError {
                 // Keep whatever the tenant has now; mark it failed with the reason.
                 actions.append(.fail(tenant: code, reason: e.message))
@@ -102,8 +101,13 @@ public struct Planner {
             for d in tenantDirectories(home: home, uid: uid, gid: gid) { ensure(d, tenant: code, into: &mine) }
             let publicDir = home + "/public"
             if !Self.indexFiles.contains(where: { observer.stat(publicDir + "/" + $0) != nil }) {
-                mine.append(.writeStarterPage(tenant: code, path: publicDir + "/index.html", content: rendered.starter,
-                                              uid: uid, gid: webGID))
+                do {
+                    mine.append(.writeStarterPage(tenant: code, path: publicDir + "/index.html",
+                                                  content: try renderer.starterPage(t, aliases: tenantAliases), uid: uid, gid: webGID))
+                } catch let e as DesaError {
+                    actions.append(.fail(tenant: code, reason: e.message))
+                    continue
+                }
             }
             let php = try config.phpVersion(t.php)
             let files: [(String, String, ServiceRef)] = [

@@ -114,13 +114,12 @@ extension TenantCommand {
                     }
                     filter = s
                 }
-                let views = try global.engine(json: true).list(status: filter)
+                let engine = try global.engine(json: true)
                 if json {
-                    var out = JSON.array(views.map(\.json)).serialized()
-                    out += "\n"
-                    FileHandle.standardOutput.write(Data(out.utf8))
+                    FileHandle.standardOutput.write(Data((try engine.listJSON(status: filter) + "\n").utf8))
                     return
                 }
+                let views = try engine.list(status: filter)
                 let rows = views.map { v in [v.tenant.code, v.tenant.slug, v.tenant.status.rawValue, v.tenant.kind.rawValue, v.tenant.name, v.tenant.districtName] }
                 print(Table.render(header: ["CODE", "SLUG", "STATUS", "KIND", "NAME", "KECAMATAN"], rows: rows))
                 print("\(views.count) tenants")
@@ -136,8 +135,9 @@ extension TenantCommand {
 
         func run() throws {
             try desactl.run {
-                let v = try global.engine(json: true).show(tenant)
-                if json { printJSON(v.json); return }
+                let engine = try global.engine(json: true)
+                if json { print(try engine.showJSON(tenant)); return }
+                let v = try engine.show(tenant)
                 let t = v.tenant
                 let rows: [(String, String)] = [
                     ("code", t.code), ("name", t.name), ("kind", t.kind.rawValue), ("kecamatan", "\(t.districtName) (\(t.districtCode))"),

@@ -100,8 +100,9 @@ struct EndToEndTests {
         #expect(FileManager.default.fileExists(atPath: c.archiveDir + "/" + archived[0] + "/public/index.html"))
         #expect(try h.get(host).status == 421)
         #expect(try h.get("cileunyi-wetan.bandungkab.go.id").status == 200)
-        let shown = try h.desactl("tenant", "show", "cileunyi-kulon", "--json")
-        #expect(shown.stdout.contains("\"status\": \"deleted\""))
+        let shown = try JSONSerialization.jsonObject(with: Data(try h.desactl("tenant", "show", "cileunyi-kulon", "--json").stdout.utf8)) as! [String: Any]
+        #expect(shown["status"] as? String == "deleted")
+        #expect((shown["created_at"] as? String).flatMap(Timestamp.parse) != nil, "created_at is RFC 3339")
 
         // Purge removes the files outright.
         #expect(try h.desactl("tenant", "delete", "cileunyi-wetan", "--purge").ok)
