@@ -51,7 +51,7 @@ struct GlobalOptions: ParsableArguments {
     func loadConfig() throws -> Config { try Config.load(path: configPath) }
 
     func logger() -> Logger {
-        var l = Logger(label: "desactl") { _ in TerminalLogHandler() }
+        var l = Logger(label: "desactl") { _ in StderrLogHandler(program: "desactl") }
         l.logLevel = verbose ? .info : .notice
         return l
     }
@@ -59,19 +59,6 @@ struct GlobalOptions: ParsableArguments {
     func engine(json: Bool = false) throws -> Engine {
         try Engine(config: try loadConfig(), logger: logger(),
                    progress: json ? SilentProgress() : TerminalProgress.forStderr())
-    }
-}
-
-/// `desactl: message` on stderr, nothing else: the terminal is for people.
-struct TerminalLogHandler: LogHandler {
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .notice
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] } set { metadata[key] = newValue }
-    }
-    func log(event: LogEvent) {
-        let prefix = event.level >= .error ? "desactl: error: " : (event.level == .warning ? "desactl: warning: " : "desactl: ")
-        FileHandle.standardError.write(Data((prefix + "\(event.message)\n").utf8))
     }
 }
 

@@ -155,7 +155,7 @@ public final class Engine {
     /// Writes the audit row and the summary journal entry of a command.
     public func record(op: String, target: String, outcome: String, detail: String) {
         try? store.queue.write { db in
-            var e = AuditEntry(id: nil, at: now(), actor: actor, op: op, target: target, outcome: outcome, detail: detail)
+            let e = AuditEntry(id: nil, at: now(), actor: actor, op: op, target: target, outcome: outcome, detail: detail)
             try e.insert(db)
         }
         let priority: JournalPriority = outcome == "ok" ? .notice : (outcome == "rejected" ? .warning : .err)
