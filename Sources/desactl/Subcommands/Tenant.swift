@@ -55,7 +55,7 @@ extension TenantCommand {
                                                     ("created", .int(r.created)), ("rejected", .int(r.rejected))]
                     if let c = r.change { fields.append(("change", reportJSON(c, slugs: try e.slugsByCode()))) }
                     printJSON(.object(fields))
-                    if r.rejected > 0 && !skipInvalid { throw ExitCode(1) }
+                    if r.rejected > 0 && !skipInvalid { throw ExitCode(2) }
                     if let f = r.change?.result?.failures, !f.isEmpty { throw ExitCode(1) }
                     return
                 }
@@ -65,7 +65,7 @@ extension TenantCommand {
                 }
                 if r.rejected > 0 && !skipInvalid {
                     print("\(r.rejected) rows rejected; nothing was imported (fix them, or use --skip-invalid)")
-                    throw ExitCode(1)
+                    throw ExitCode(2)
                 }
                 if change.dryRun || global.verbose {
                     for row in r.rows where row.action != .rejected {

@@ -225,7 +225,7 @@ struct EndToEndTests {
              + "\n32.04.05.2099,\"Unterminated,32.04.05,Cileunyi,32.04,Kabupaten Bandung,32,Jawa Barat,desa\n")
             .write(toFile: csv, atomically: true, encoding: .utf8)
         let imp = try h.desactl("tenant", "import", csv)
-        #expect(imp.status == 1)
+        #expect(imp.status == 2, "invalid input")
         #expect(imp.stdout.contains("line 7: rejected"), "\(imp.stdout)")
         #expect(try h.tenants().isEmpty)
     }
