@@ -11,8 +11,11 @@ if ((${#missing[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   # Debian's maintainer scripts would start nginx and php-fpm on :80; desa runs its own.
-  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  ours=no
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && ours=yes
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  rm -f /usr/sbin/policy-rc.d
+  [[ $ours == no ]] || rm -f /usr/sbin/policy-rc.d
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH (expected /opt/swift)" >&2; exit 1; }

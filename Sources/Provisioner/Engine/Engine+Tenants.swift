@@ -56,8 +56,10 @@ extension Engine {
             _ = try? mutate(op: "import", target: "\(list.villages.count) villages", dryRun: true) { db in
                 rows += try self.insertVillages(db, list.villages, template: template, php: php)
             }
-            record(op: "import", target: "\(list.villages.count + list.rejections.count) rows", outcome: "rejected",
-                   detail: "\(list.rejections.count) invalid rows; nothing imported")
+            if !dryRun {
+                record(op: "import", target: "\(list.villages.count + list.rejections.count) rows", outcome: "rejected",
+                       detail: "\(list.rejections.count) invalid rows; nothing imported")
+            }
             return ImportReport(rows: rows.sorted { ($0.line ?? 0) < ($1.line ?? 0) }, change: nil)
         }
         let change = try mutate(op: "import", target: "\(list.villages.count) villages", dryRun: dryRun) { db in

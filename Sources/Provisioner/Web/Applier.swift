@@ -138,6 +138,19 @@ public struct Applier {
                     for t in Set(changes.compactMap(\.tenant)) { fail(t, "nginx did not pick up the new configuration\(why)") }
                 }
             }
+            if reloadError == nil, reloads.contains(where: { $0.phpVersion != nil }) {
+                // php-fpm reloads asynchronously too: its master re-executes and opens the
+                // sockets of new pools once it has read every pool, which takes longer the
+                // more pools there are (tens of seconds at 10,000). Wait for the sockets of
+                // the tenants about to be verified, so verification measures the tenant and
+                // not the reload.
+                let sockets = plan.actions.compactMap { a -> String? in
+                    guard case .verify(let code, .active) = a, failed[code] == nil, let t = byCode[code],
+                          let dir = try? config.phpVersion(t.php).socketDir else { return nil }
+                    return dir + "/" + t.userName(prefix: config.userPrefix) + ".sock"
+                }
+                Self.waitForFiles(sockets, timeout: max(15, Double(tenants.count) / 100))
+            }
             journal.clear()
             progress.end()
             result.reloaded = reloads
@@ -283,6 +296,16 @@ public struct Applier {
         chmod(to, 0o700)
         if let e = FileManager.default.enumerator(atPath: to) {
             while let rel = e.nextObject() as? String { lchown(to + "/" + rel, 0, 0) }
+        }
+    }
+
+    /// Waits until every path exists or time runs out; verification reports what is missing.
+    static func waitForFiles(_ paths: [String], timeout: TimeInterval) {
+        let deadline = Date().addingTimeInterval(timeout)
+        var missing = paths
+        while !missing.isEmpty, Date() < deadline {
+            missing = missing.filter { access($0, F_OK) != 0 }
+            if !missing.isEmpty { usleep(20_000) }
         }
     }
 
