@@ -65,26 +65,30 @@ public indirect enum JSON: Sendable, Equatable {
     static let hex = Array("0123456789abcdef".utf8)
 
     static func escape(_ s: String, into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "\""))
         var s = s
-        s.withUTF8 { bytes in
-            // Most strings need no escaping: copy them whole.
-            if !bytes.contains(where: { $0 < 32 || $0 == 34 || $0 == 92 }) {
-                out.append(contentsOf: bytes)
-                return
-            }
-            for b in bytes {
-                switch b {
-                case UInt8(ascii: "\""): out.append(92); out.append(b)
-                case UInt8(ascii: "\\"): out.append(92); out.append(b)
-                case 10: out.append(92); out.append(UInt8(ascii: "n"))
-                case 13: out.append(92); out.append(UInt8(ascii: "r"))
-                case 9: out.append(92); out.append(UInt8(ascii: "t"))
-                case 0..<32:
-                    out.append(contentsOf: "\\u00".utf8)
-                    out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)])
-                default: out.append(b)
-                }
+        s.withUTF8 { escape(bytes: $0, into: &out) }
+    }
+
+    /// A JSON string literal of UTF-8 bytes.
+    static func escape(bytes: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        // Most strings need no escaping: copy them whole.
+        if !bytes.contains(where: { $0 < 32 || $0 == 34 || $0 == 92 }) {
+            out.append(contentsOf: bytes)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        for b in bytes {
+            switch b {
+            case UInt8(ascii: "\""): out.append(92); out.append(b)
+            case UInt8(ascii: "\\"): out.append(92); out.append(b)
+            case 10: out.append(92); out.append(UInt8(ascii: "n"))
+            case 13: out.append(92); out.append(UInt8(ascii: "r"))
+            case 9: out.append(92); out.append(UInt8(ascii: "t"))
+            case 0..<32:
+                out.append(contentsOf: "\\u00".utf8)
+                out.append(hex[Int(b >> 4)]); out.append(hex[Int(b & 15)])
+            default: out.append(b)
             }
         }
         out.append(UInt8(ascii: "\""))

@@ -202,24 +202,30 @@ extension Engine {
         }
     }
 
-    /// `tenant list --json`: a JSON array of tenant objects (see TenantView.jsonObjectSQL).
-    public func listJSON(status: Tenant.Status? = nil) throws -> String {
+    /// `tenant list --json`: a JSON array of tenant objects (see TenantView.writeJSON), as UTF-8.
+    public func listJSON(status: Tenant.Status? = nil) throws -> [UInt8] {
         try store.queue.read { db in
-            let filter = status == nil ? "" : "WHERE status = ?4"
-            var args: [DatabaseValueConvertible?] = [config.domain, config.webRoot, config.userPrefix]
-            if let status { args.append(status.rawValue) }
-            // json_object straight into json_group_array: no re-parsing of each object.
-            let sql = "SELECT json_group_array(\(TenantView.jsonObjectSQL)) FROM (SELECT * FROM tenant \(filter) ORDER BY code) AS tenant"
-            return try String.fetchOne(db, sql: sql, arguments: StatementArguments(args)) ?? "[]"
+            let aliases = try Self.aliases(db)
+            let stmt = try db.makeStatement(
+                sql: "SELECT \(TenantView.jsonColumns) FROM tenant \(status == nil ? "" : "WHERE status = ?") ORDER BY code")
+            if let status { try stmt.setArguments([status.rawValue]) }
+            var out: [UInt8] = [UInt8(ascii: "[")]
+            out.reserveCapacity(1 << 20)
+            _ = try TenantView.writeJSON(rows: stmt, aliases: aliases, config: config, into: &out)
+            out.append(UInt8(ascii: "]"))
+            return out
         }
     }
 
-    /// `tenant show --json`: one tenant object.
-    public func showJSON(_ key: String) throws -> String {
+    /// `tenant show --json`: one tenant object, as UTF-8.
+    public func showJSON(_ key: String) throws -> [UInt8] {
         try store.queue.read { db in
             let code = try StateStore.find(db, key).code
-            let sql = "SELECT \(TenantView.jsonObjectSQL) FROM tenant WHERE code = ?4"
-            return try String.fetchOne(db, sql: sql, arguments: [config.domain, config.webRoot, config.userPrefix, code]) ?? "{}"
+            let stmt = try db.makeStatement(sql: "SELECT \(TenantView.jsonColumns) FROM tenant WHERE code = ?")
+            try stmt.setArguments([code])
+            var out: [UInt8] = []
+            _ = try TenantView.writeJSON(rows: stmt, aliases: try Self.aliases(db), config: config, into: &out)
+            return out
         }
     }
 

@@ -25,7 +25,11 @@ public final class StateStore: @unchecked Sendable {
         for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
             chmod(file, 0o600)
         }
-        try Self.migrator.migrate(queue)
+        // A read first: commands that only read (tenant list) should not pay for a write
+        // transaction and its fsyncs on every start.
+        if try !queue.read({ try Self.migrator.hasCompletedMigrations($0) }) {
+            try Self.migrator.migrate(queue)
+        }
     }
 
     static var migrator: DatabaseMigrator {

@@ -116,7 +116,7 @@ extension TenantCommand {
                 }
                 let engine = try global.engine(json: true)
                 if json {
-                    FileHandle.standardOutput.write(Data((try engine.listJSON(status: filter) + "\n").utf8))
+                    FileHandle.standardOutput.write(Data(try engine.listJSON(status: filter) + [10]))
                     return
                 }
                 let views = try engine.list(status: filter)
@@ -136,7 +136,7 @@ extension TenantCommand {
         func run() throws {
             try desactl.run {
                 let engine = try global.engine(json: true)
-                if json { print(try engine.showJSON(tenant)); return }
+                if json { FileHandle.standardOutput.write(Data(try engine.showJSON(tenant) + [10])); return }
                 let v = try engine.show(tenant)
                 let t = v.tenant
                 let rows: [(String, String)] = [
