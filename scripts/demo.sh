@@ -27,6 +27,6 @@ All 280 villages of Kabupaten Bandung are served on 127.0.0.1:$port. Try:
   export DESA_CONFIG=$DESA_CONFIG
   $bin tenant list
   $bin tenant show mekarsari-pacet
-  $bin plan                   # nothing to do: the server matches the state database
-  $bin sandbox destroy        # stop, remove the tenant users and $dir
+  $bin plan
+  $bin sandbox destroy    (stops nginx and php-fpm, removes the tenant users and $dir)
 MSG

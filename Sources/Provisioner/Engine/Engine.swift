@@ -162,7 +162,8 @@ public final class Engine {
         let msg = "\(op) \(target) by \(actor): \(outcome); \(detail)"
         journal.send(["MESSAGE": msg, "DESA_OP": op, "DESA_TARGET": target, "DESA_ACTOR": actor,
                       "DESA_OUTCOME": outcome, "PRIORITY": "\(priority.rawValue)"])
-        if outcome == "ok" { logger.info("\(msg)") } else { logger.error("\(msg)") }
+        // Refused input is already said to the user by the caller's error: no second line.
+        if outcome == "ok" || outcome == "rejected" { logger.info("\(msg)") } else { logger.error("\(msg)") }
     }
 }
 

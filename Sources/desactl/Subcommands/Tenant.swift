@@ -122,7 +122,7 @@ extension TenantCommand {
                 let views = try engine.list(status: filter)
                 let rows = views.map { v in [v.tenant.code, v.tenant.slug, v.tenant.status.rawValue, v.tenant.kind.rawValue, v.tenant.name, v.tenant.districtName] }
                 print(Table.render(header: ["CODE", "SLUG", "STATUS", "KIND", "NAME", "KECAMATAN"], rows: rows))
-                print("\(views.count) tenants")
+                print(views.count == 1 ? "1 tenant" : "\(views.count) tenants")
             }
         }
     }
