@@ -37,7 +37,7 @@ public final class DriftWatch {
         let held = try engine.lock()
         defer { withExtendedLifetime(held) {} }
         let tenants = try engine.store.tenants()
-        let plan = try engine.plan()
+        let plan = try engine.planner().plan(tenants: tenants, aliases: try engine.store.aliases())
         var drifted: [String: [String]] = [:]
         var server: [String] = []
         for a in plan.actions {

@@ -72,6 +72,10 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
 
     public func primaryDomain(_ config: Config) -> String { slug + "." + config.domain }
     public func home(_ config: Config) -> String { config.webRoot + "/" + slug }
+    /// The socket of the tenant's PHP-FPM pool.
+    public func phpSocket(_ config: Config) throws -> String {
+        try config.phpVersion(php).socketDir + "/" + userName(prefix: config.userPrefix) + ".sock"
+    }
 
     /// What `status` should become once apply has carried out `desired`.
     public var convergedStatus: Status {

@@ -145,9 +145,8 @@ public struct Applier {
                 // the tenants about to be verified, so verification measures the tenant and
                 // not the reload.
                 let sockets = plan.actions.compactMap { a -> String? in
-                    guard case .verify(let code, .active) = a, failed[code] == nil, let t = byCode[code],
-                          let dir = try? config.phpVersion(t.php).socketDir else { return nil }
-                    return dir + "/" + t.userName(prefix: config.userPrefix) + ".sock"
+                    guard case .verify(let code, .active) = a, failed[code] == nil, let t = byCode[code] else { return nil }
+                    return try? t.phpSocket(config)
                 }
                 Self.waitForFiles(sockets, timeout: max(15, Double(tenants.count) / 100))
             }
@@ -320,7 +319,7 @@ public struct Applier {
         DispatchQueue.concurrentPerform(iterations: checks.count) { i in
             let (t, expect) = checks[i]
             let host = t.primaryDomain(cfg)
-            let socket = (try? cfg.phpVersion(t.php).socketDir).map { $0 + "/" + t.userName(prefix: cfg.userPrefix) + ".sock" }
+            let socket = try? t.phpSocket(cfg)
             var last = "no answer"
             var verdict: String? = "did not answer"
             repeat {

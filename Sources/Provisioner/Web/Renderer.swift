@@ -75,10 +75,6 @@ public struct Renderer: @unchecked Sendable {
 
     // MARK: per-tenant files
 
-    func socketPath(_ t: Tenant) throws -> String {
-        try config.phpVersion(t.php).socketDir + "/" + t.userName(prefix: config.userPrefix) + ".sock"
-    }
-
     public func context(_ t: Tenant, aliases: [String]) throws -> [String: Any] {
         let home = t.home(config)
         let kindLabel: String
@@ -96,7 +92,7 @@ public struct Renderer: @unchecked Sendable {
             "logs_dir": home + "/logs",
             "error_log": config.tenantErrorLogs == "shared" ? config.logDir + "/tenants-error.log" : home + "/logs/error.log", "tmp_dir": home + "/tmp", "sessions_dir": home + "/sessions",
             "acme_root": config.acmeRoot, "fastcgi_params": config.fastcgiParams,
-            "socket": try socketPath(t), "user": t.userName(prefix: config.userPrefix),
+            "socket": try t.phpSocket(config), "user": t.userName(prefix: config.userPrefix),
             "pool": t.userName(prefix: config.userPrefix), "web_group": config.webGroup,
             "php_version": t.php,
         ]
