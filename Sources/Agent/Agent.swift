@@ -49,7 +49,7 @@ struct AgentCommand: ParsableCommand {
             throw ExitCode(e.kind == .invalidInput ? 2 : 1)
         }
         if once {
-            let r = try oneRound(watch)
+            let r = oneRound(watch)
             print(r?.summary ?? "check failed")
             throw ExitCode(r == nil ? 1 : (r!.drifted.isEmpty && r!.server.isEmpty ? 0 : 3))
         }
@@ -65,7 +65,7 @@ struct AgentCommand: ParsableCommand {
         var next = Date()
         while true {
             if Date() >= next {
-                let r = try? oneRound(watch)
+                let r = oneRound(watch)
                 ServiceNotify.send((ready ? "" : "READY=1\n") + "STATUS=" + (r?.summary ?? "check failed, see the journal"))
                 ready = true
                 next = Date().addingTimeInterval(TimeInterval(interval))
@@ -83,11 +83,11 @@ struct AgentCommand: ParsableCommand {
 
     /// A round whose failure (a database that cannot be read, a lock that cannot be
     /// taken) is reported and survived: the agent keeps running and tries again.
-    func oneRound(_ watch: DriftWatch) throws -> DriftWatch.Round? {
+    func oneRound(_ watch: DriftWatch) -> DriftWatch.Round? {
         do {
             return try watch.round()
-        } catch let e as DesaError {
-            let msg = "check failed: \(e.message)"
+        } catch {
+            let msg = "check failed: " + ((error as? DesaError)?.message ?? "\(error)")
             watch.engine.logger.error("\(msg)")
             watch.engine.journal.send(["MESSAGE": msg, "DESA_OP": "check", "PRIORITY": "\(JournalPriority.err.rawValue)"])
             return nil
