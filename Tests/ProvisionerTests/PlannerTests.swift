@@ -140,4 +140,22 @@ struct PlannerTests {
         #expect(plan.actions.count == 1)
         #expect(plan.actions.first?.op == "fail")
     }
+
+    @Test("a starter page that does not render fails only its tenant; its vhost and pool stay")
+    func brokenStarterPage() throws {
+        let t = active(try RendererTests.tenant())
+        let o = try converged([t])
+        // The village has no index of its own yet, so the starter page is due again.
+        o.stats = o.stats.filter { !$0.key.hasSuffix("/public/index.html") }
+        let ops = FileManager.default.temporaryDirectory.appendingPathComponent("desa-ops-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: ops + "/pages", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: ops) }
+        try "{{#unclosed}}".write(toFile: ops + "/pages/starter.html.mustache", atomically: true, encoding: .utf8)
+        var c = config
+        c.operatorTemplates = ops
+        let plan = try Planner(config: c, renderer: try Renderer(config: c), observer: o, webGID: webGID,
+                               now: Date(timeIntervalSince1970: 1_800_000_000)).plan(tenants: [t], aliases: [:])
+        #expect(plan.actions.map(\.op) == ["fail"], "\(plan.actions.map(\.op))")
+        #expect(plan.actions.first?.subject.contains("starter") == true, "\(plan.actions.first?.subject ?? "")")
+    }
 }

@@ -83,9 +83,13 @@ public struct Planner {
             }
             live.insert(user)
             let tenantAliases = aliases[code] ?? []
-            let rendered: (vhost: String, pool: String)
+            let publicDir = home + "/public"
+            // The starter page only until the village puts up its own index.
+            let needsStarter = !Self.indexFiles.contains(where: { observer.stat(publicDir + "/" + $0) != nil })
+            let rendered: (vhost: String, pool: String, starter: String?)
             do {
-                rendered = (try renderer.vhost(t, aliases: tenantAliases), try renderer.pool(t, aliases: tenantAliases))
+                rendered = (try renderer.vhost(t, aliases: tenantAliases), try renderer.pool(t, aliases: tenantAliases),
+                            needsStarter ? try renderer.starterPage(t, aliases: tenantAliases) : nil)
             } catch let e as DesaError {
                 // Keep whatever the tenant has now; mark it failed with the reason.
                 actions.append(.fail(tenant: code, reason: e.message))
@@ -99,15 +103,8 @@ public struct Planner {
                                                                 comment: "\(t.kind.rawValue) \(t.name)")))
             }
             for d in tenantDirectories(home: home, uid: uid, gid: gid) { ensure(d, tenant: code, into: &mine) }
-            let publicDir = home + "/public"
-            if !Self.indexFiles.contains(where: { observer.stat(publicDir + "/" + $0) != nil }) {
-                do {
-                    mine.append(.writeStarterPage(tenant: code, path: publicDir + "/index.html",
-                                                  content: try renderer.starterPage(t, aliases: tenantAliases), uid: uid, gid: webGID))
-                } catch let e as DesaError {
-                    actions.append(.fail(tenant: code, reason: e.message))
-                    continue
-                }
+            if let starter = rendered.starter {
+                mine.append(.writeStarterPage(tenant: code, path: publicDir + "/index.html", content: starter, uid: uid, gid: webGID))
             }
             let php = try config.phpVersion(t.php)
             let files: [(String, String, ServiceRef)] = [
