@@ -119,7 +119,6 @@ public struct Applier {
             }
         }
         phase("check")
-        if reloads.isEmpty { journal.clear() }
         if !reloads.isEmpty {
             progress.begin("reload", total: reloads.count)
             let oldWorkers = services.nginxWorkers()
@@ -150,11 +149,12 @@ public struct Applier {
                 }
                 Self.waitForFiles(sockets, timeout: max(15, Double(tenants.count) / 100))
             }
-            journal.clear()
             progress.end()
             result.reloaded = reloads
             phase("reload")
         }
+        // The new files are in place (or restored): nothing is left to roll back.
+        journal.clear()
 
         // Verify over HTTP that each tenant serves what it should.
         let checks: [(String, Tenant.Status)] = plan.actions.compactMap {
