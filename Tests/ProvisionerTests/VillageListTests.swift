@@ -92,13 +92,9 @@ struct ConfigTests {
         ("this is not toml", "line 1"),
     ])
     func badConfig(text: String, reason: String) {
-        do {
-            _ = try Config.parse(text, source: "desa.toml")
-            Issue.record("accepted: \(text)")
-        } catch let e as DesaError {
-            #expect(e.message.contains(reason), "got: \(e.message)")
-            #expect(e.message.hasPrefix("desa.toml"))
-        } catch { Issue.record("\(error)") }
+        let e = #expect(throws: DesaError.self, "accepted: \(text)") { try Config.parse(text, source: "desa.toml") }
+        #expect(e?.message.contains(reason) == true, "got: \(e?.message ?? "")")
+        #expect(e?.message.hasPrefix("desa.toml") == true)
     }
 
     @Test("PHP versions map to their own binaries and pool directories")
