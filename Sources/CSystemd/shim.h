@@ -1,6 +1,7 @@
 #include <systemd/sd-journal.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
+#include <errno.h>
 
 /* glibc declares syncfs only under _GNU_SOURCE, which Swift's Glibc module does not set. */
 extern int syncfs(int fd);
@@ -9,3 +10,24 @@ static inline int desa_syncfs(int fd) { return syncfs(fd); }
 /* pipe2 is GNU too: pipes that do not leak into other children. */
 extern int pipe2(int pipefd[2], int flags);
 static inline int desa_pipe2(int *fds, int flags) { return pipe2(fds, flags); }
+
+#include <grp.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+/* Sends SIGKILL to every process the given UID may signal (kill(-1) from that UID:
+   exactly the processes whose real or saved UID is uid), from a forked child that
+   drops to that UID first. Only async-signal-safe calls after fork(). Returns the
+   child's exit status, or -1 if it could not run. */
+static inline int desa_kill_all_as(unsigned uid, unsigned gid) {
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(2);
+        kill(-1, SIGKILL);
+        _exit(0);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -1; }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

@@ -77,6 +77,7 @@ func printJSON(_ j: JSON) { print(j.serialized(pretty: true)) }
 /// Prints a plan (dry run) or the outcome of an apply, as text or JSON.
 func report(_ r: ChangeReport, engine: Engine, json: Bool, dryRun: Bool) throws {
     let slugs = try engine.slugsByCode()
+    if !json { for f in r.findings { print((f.repaired ? "NOTE " : "DOWN ") + f.message) } }
     if json {
         printJSON(reportJSON(r, slugs: slugs))
     } else if dryRun || r.result == nil {
@@ -88,6 +89,7 @@ func report(_ r: ChangeReport, engine: Engine, json: Bool, dryRun: Bool) throws 
         for f in r.result?.failures ?? [] { print("FAILED \(slugs[f.code] ?? f.code) (\(f.code)): \(f.reason)") }
     }
     if let failures = r.result?.failures, !failures.isEmpty { throw ExitCode(1) }
+    if r.serviceDown { throw ExitCode(1) }
 }
 
 func reportJSON(_ r: ChangeReport, slugs: [String: String]) -> JSON {
@@ -98,6 +100,8 @@ func reportJSON(_ r: ChangeReport, slugs: [String: String]) -> JSON {
                      ("subject", .string(a.subject))])
         })),
         ("reloads", .array(r.plan.reloads.map { .string($0.description) })),
+        ("unknown", .array(r.plan.unknown.map { .string($0) })),
+        ("services", .array(r.findings.map { .object([("service", .string($0.service.description)), ("message", .string($0.message)), ("repaired", .bool($0.repaired))]) })),
     ]
     if let res = r.result {
         fields.append(("outcomes", .array(res.outcomes.sorted { $0.key < $1.key }.map { code, o in

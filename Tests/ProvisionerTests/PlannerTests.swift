@@ -13,6 +13,8 @@ final class FakeObserver: Observing {
         files.filter { f in dirs.contains { f.key.hasPrefix($0 + "/") } }
     }
     func stat(_ path: String) -> FileStat? { stats[path] }
+    var processes: [Int: Int] = [:]
+    func processCounts(uids: Set<Int>) -> [Int: Int] { processes.filter { uids.contains($0.key) } }
 }
 
 @Suite("Planner")
@@ -35,6 +37,8 @@ struct PlannerTests {
             case .createUser(_, let u): o.users[u.name] = SystemUser(name: u.name, uid: u.uid, gid: u.uid, home: u.home)
             case .writeConfig(_, let path, let content, _, _): o.files[path] = content
             case .writeStarterPage(_, let path, _, _, _): o.stats[path] = FileStat(uid: 0, gid: 0, mode: 0o640, isDirectory: false)
+            case .ensureFile(_, let f, _): o.stats[f.path] = FileStat(uid: f.uid, gid: f.gid, mode: f.mode, isDirectory: false)
+            case .createLink(_, let path, _): o.stats[path] = FileStat(uid: 0, gid: 0, mode: 0o777, isDirectory: false)
             default: break
             }
         }
@@ -108,13 +112,47 @@ struct PlannerTests {
         #expect(try planner(o).plan(tenants: [t], aliases: [:]).actions.map(\.op).contains("purge-home"))
     }
 
-    @Test("users of this prefix that no tenant owns are removed")
-    func orphanUser() throws {
+    @Test("users and configs of this prefix that the database does not know are reported, removed only when asked")
+    func unknownObjects() throws {
         let t = try RendererTests.tenant()
         let o = try converged([t])
         o.users["dgold3204059999"] = SystemUser(name: "dgold3204059999", uid: 310_099, gid: 310_099, home: "/x")
         let plan = try planner(o).plan(tenants: [active(t)], aliases: [:])
-        #expect(plan.actions == [.deleteUser(tenant: nil, name: "dgold3204059999")])
+        #expect(plan.actions == [])
+        #expect(plan.unknown == ["user dgold3204059999 (uid 310099)"])
+        // An emptied database: nothing of the 1 tenant on disk is planned for removal.
+        let empty = try planner(o).plan(tenants: [], aliases: [:])
+        #expect(empty.actions.isEmpty, "\(empty.lines(slugs: [:]))")
+        #expect(empty.unknown.count == 4, "\(empty.unknown)")
+        var p = try planner(o)
+        p.removeUnknown = true
+        #expect(try p.plan(tenants: [active(t)], aliases: [:]).actions == [.deleteUser(tenant: nil, name: "dgold3204059999")])
+    }
+
+    @Test("a user with a tenant's name but another UID or home is never adopted: the tenant fails")
+    func foreignUser() throws {
+        let t = try RendererTests.tenant()
+        let o = try converged([t])
+        o.users["dgold3204052001"]!.uid = 995
+        let plan = try planner(o).plan(tenants: [active(t)], aliases: [:])
+        guard case .fail(_, let reason)? = plan.actions.first, plan.actions.count == 1 else {
+            Issue.record("\(plan.lines(slugs: [:]))"); return
+        }
+        #expect(reason.contains("UID 995") && reason.contains("never takes over"))
+        var deleted = t
+        deleted.desired = .deleted
+        #expect(!(try planner(o).plan(tenants: [deleted], aliases: [:])).actions.map(\.op).contains("delete-user"))
+    }
+
+    @Test("a suspended tenant loses its pool and its processes")
+    func suspendedRunsNothing() throws {
+        var t = try RendererTests.tenant()
+        let o = try converged([t])
+        o.processes = [t.uid: 3]
+        #expect(try planner(o).plan(tenants: [active(t)], aliases: [:]).isEmpty, "an active tenant's processes are its own business")
+        t.desired = .suspended
+        let ops = try planner(o).plan(tenants: [active(t)], aliases: [:]).actions.map(\.op)
+        #expect(ops == ["update-config", "stop-processes", "verify", "remove-config"], "\(ops)")
     }
 
     @Test("a suspended tenant gets the 503 block, and its aliases follow it")
@@ -128,7 +166,7 @@ struct PlannerTests {
         }
         #expect(content.contains("return 503"))
         #expect(content.contains("server_name cileunyi-kulon.bandungkab.go.id cileunyikulon.desa.id;"))
-        #expect(plan.actions.last == .verify(tenant: t.code, expect: .suspended))
+        #expect(plan.actions.contains(.verify(tenant: t.code, expect: .suspended)))
     }
 
     @Test("a tenant whose template is missing is marked failed and its files are kept")

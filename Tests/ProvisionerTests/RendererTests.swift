@@ -81,7 +81,7 @@ struct RendererTests {
         let c = Self.config()
         let r = try Renderer(config: c)
         let home = c.webRoot + "/cileunyi-kulon"
-        for d in [home + "/logs", home + "/public", c.nginxSitesDir, c.php["8.2"]!.poolDir, c.logDir, Self.dir + "/nginx/tmp"] {
+        for d in [c.tenantLogRoot + "/cileunyi-kulon", home + "/public", c.nginxSitesDir, c.php["8.2"]!.poolDir, c.logDir, Self.dir + "/nginx/tmp"] {
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         }
         defer { try? FileManager.default.removeItem(atPath: Self.dir) }
@@ -90,7 +90,7 @@ struct RendererTests {
         for (i, (_, template, desired)) in Self.cases.enumerated() {
             var t = try Self.tenant(template: template, desired: desired)
             t.slug = "t\(i)"
-            try FileManager.default.createDirectory(atPath: c.webRoot + "/t\(i)/logs", withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: c.tenantLogRoot + "/t\(i)", withIntermediateDirectories: true)
             try AtomicFiles.write([FileWrite(path: c.nginxSitesDir + "/t\(i).conf", content: try r.vhost(t, aliases: ["t\(i).desa.id"]))])
         }
         let nginx = try ServiceControl(config: c, runner: runner).test(.nginx)

@@ -50,6 +50,9 @@ public struct Config: Sendable, Equatable {
     /// nginx process, twice during a reload); `shared`: one file for all tenants, for
     /// servers with more tenants than nginx may open files.
     public var tenantErrorLogs = "tenant"
+    /// nginx's `server_names_hash_bucket_size` (the sandbox writes it; in production it
+    /// must match nginx.conf). It bounds how long a server name may be.
+    public var serverNamesHashBucketSize = 128
 
     public var defaultPHP = "8.2"
     public var php: [String: PHPVersion] = [
@@ -63,6 +66,14 @@ public struct Config: Sendable, Equatable {
     public var databasePath: String { stateDir + "/state.sqlite" }
     public var lockPath: String { stateDir + "/lock" }
     public var rollbackDir: String { stateDir + "/rollback" }
+    /// Where the logs that root-run masters open live, one directory per tenant:
+    /// outside the homes, so no tenant can put a link where nginx or php-fpm write.
+    public var tenantLogRoot: String { logDir + "/tenants" }
+
+    /// The longest server name nginx can hash with `serverNamesHashBucketSize`: an entry
+    /// takes a pointer, the name and two length bytes aligned to 8, and the bucket needs
+    /// a pointer of its own (ngx_hash_init).
+    public var maxServerNameLength: Int { serverNamesHashBucketSize - 18 }
 
     public func phpVersion(_ v: String) throws -> PHPVersion {
         guard let p = php[v] else {
@@ -115,6 +126,7 @@ public struct Config: Sendable, Equatable {
         c.nginxService = try r.string("nginx.service") ?? c.nginxService
         c.nginxErrorLog = try r.string("nginx.error_log_file") ?? c.nginxErrorLog
         c.tenantErrorLogs = try r.string("nginx.tenant_error_logs") ?? c.tenantErrorLogs
+        c.serverNamesHashBucketSize = try r.int("nginx.server_names_hash_bucket_size") ?? c.serverNamesHashBucketSize
         guard ["tenant", "shared"].contains(c.tenantErrorLogs) else {
             throw DesaError(.config, "\(source): nginx.tenant_error_logs must be tenant or shared")
         }
@@ -147,13 +159,47 @@ public struct Config: Sendable, Equatable {
             throw fail("users.uid_min/uid_max must be a range above 999 (got \(uidMin)-\(uidMax))")
         }
         guard php[defaultPHP] != nil else { throw fail("php.default is \(defaultPHP), which php.versions does not configure") }
-        let paths = [stateDir, webRoot, archiveDir, acmeRoot, logDir, nginxSitesDir, nginxMainConf] + php.values.map(\.poolDir)
-        for p in paths where !PathGrammar.isSafeAbsolute(p) {
-            throw fail("path \(Quote.show(p)) must be absolute and contain only letters, digits and / . _ -")
+        // Every value that reaches a template or a command line passes a strict grammar.
+        var paths: [(String, String)] = [
+            ("paths.state_dir", stateDir), ("paths.web_root", webRoot), ("paths.archive_dir", archiveDir),
+            ("paths.acme_root", acmeRoot), ("paths.log_dir", logDir), ("paths.templates", templates),
+            ("users.sysusers_file", sysusersFile), ("users.passwd_file", passwdFile),
+            ("nginx.binary", nginxBinary), ("nginx.main_conf", nginxMainConf), ("nginx.sites_dir", nginxSitesDir),
+            ("nginx.pid_file", nginxPidFile), ("nginx.fastcgi_params", fastcgiParams), ("nginx.error_log_file", nginxErrorLog),
+        ]
+        if let o = operatorTemplates { paths.append(("paths.operator_templates", o)) }
+        if let p = nginxPrefix { paths.append(("nginx.prefix", p)) }
+        for (v, p) in php.sorted(by: { $0.key < $1.key }) {
+            let k = "php.versions.\"\(v)\""
+            paths += [(k + ".binary", p.binary), (k + ".main_conf", p.mainConf), (k + ".pool_dir", p.poolDir),
+                      (k + ".socket_dir", p.socketDir), (k + ".pid_file", p.pidFile)]
+            if !Self.isUnitName(p.service) { throw fail("\(k).service \(Quote.show(p.service)) is not a systemd unit name") }
+        }
+        for (key, p) in paths where !PathGrammar.isSafeAbsolute(p) {
+            throw fail("\(key) \(Quote.show(p)) must be absolute and contain only letters, digits and / . _ - +")
+        }
+        if !Self.isUnitName(nginxService) { throw fail("nginx.service \(Quote.show(nginxService)) is not a systemd unit name") }
+        let groupOK = (1...32).contains(webGroup.count) && webGroup.first!.isLetter
+            && webGroup.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+        if !groupOK { throw fail("users.web_group \(Quote.show(webGroup)) is not a group name") }
+        guard [64, 128, 256, 512].contains(serverNamesHashBucketSize) else {
+            throw fail("nginx.server_names_hash_bucket_size must be 64, 128, 256 or 512 (got \(serverNamesHashBucketSize))")
+        }
+        let longest = 63 + 1 + domain.count
+        if longest > maxServerNameLength {
+            throw fail("regency.domain \(domain) makes server names of up to \(longest) characters, more than nginx.server_names_hash_bucket_size \(serverNamesHashBucketSize) holds (\(maxServerNameLength)); raise it in nginx.conf and here")
         }
         guard ProbeAddress(probeAddress) != nil else { throw fail("nginx.probe must be HOST:PORT, like 127.0.0.1:8080") }
         let listenOK = nginxListen.allSatisfy { $0.isASCII && ($0.isNumber || $0 == "." || $0 == ":" || $0.isLetter || $0 == "[" || $0 == "]" || $0 == " ") }
         if !listenOK || nginxListen.isEmpty { throw fail("nginx.listen \(Quote.show(nginxListen)) is not an address nginx understands") }
+    }
+}
+
+extension Config {
+    /// A systemd unit name as desa passes it to systemctl (empty: desactl runs the service itself).
+    static func isUnitName(_ s: String) -> Bool {
+        s.count <= 128 && s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "@._-:".contains($0)) }
+            && !s.hasPrefix("-")
     }
 }
 

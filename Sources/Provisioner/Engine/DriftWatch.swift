@@ -36,6 +36,9 @@ public final class DriftWatch {
     public func round() throws -> Round {
         let held = try engine.lock()
         defer { withExtendedLifetime(held) {} }
+        // A dead master is found here too (and started again in a sandbox): a killed
+        // php-fpm leaves every config in place while every PHP page answers 502.
+        let findings = engine.checkServices()
         let tenants = try engine.store.tenants()
         let plan = try engine.planner().plan(tenants: tenants, aliases: try engine.store.aliases())
         var drifted: [String: [String]] = [:]
@@ -43,6 +46,11 @@ public final class DriftWatch {
         for a in plan.actions {
             let line = "\(a.op) \(a.subject)"
             if let t = a.tenant { drifted[t, default: []].append(line) } else { server.append(line) }
+        }
+        server += findings.map(\.message)
+        server += plan.unknown.map { "unknown to the state database: \($0)" }
+        if RollbackJournal(dir: engine.config.rollbackDir).pending() != nil {
+            server.append("an interrupted apply left its rollback journal; the next desactl apply restores it")
         }
         let r = Round(drifted: drifted, server: server, tenants: tenants.filter { $0.status != .deleted }.count,
                       failed: tenants.filter { $0.status == .failed }.count)

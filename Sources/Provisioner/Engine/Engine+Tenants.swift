@@ -33,6 +33,22 @@ public struct TenantOptions: Sendable {
 }
 
 extension Engine {
+    /// IDs a new tenant must not get: every user's UID, every group's GID, and the owner
+    /// of anything in the web root or the archive (a home left behind must never become
+    /// readable by a newcomer who happens to get its old UID).
+    func takenIDs() throws -> Set<Int> {
+        var ids = Set(try users.all().map(\.uid))
+        for line in (AtomicFiles.read("/etc/group") ?? "").split(separator: "\n") {
+            let f = line.split(separator: ":", omittingEmptySubsequences: false)
+            if f.count > 2, let gid = Int(f[2]) { ids.insert(gid) }
+        }
+        for dir in [config.webRoot, config.archiveDir, config.tenantLogRoot] {
+            guard let h = try? DirHandle.open(dir), let names = try? h.entries() else { continue }
+            for n in names { if let st = h.stat(n) { ids.insert(st.uid); ids.insert(st.gid) } }
+        }
+        return ids
+    }
+
     func checkOptions(_ o: TenantOptions) throws -> (String, String) {
         let template = o.template ?? "default"
         try renderer().checkSiteTemplate(template)
@@ -86,7 +102,7 @@ extension Engine {
         let slugs = try SlugAssigner.assign(
             fresh.map { SlugAssigner.Request(code: $0.code, name: $0.name, district: $0.district, override: slugOverride[$0.code.value]) },
             existing: existing.map { SlugAssigner.Existing(code: $0.villageCode, name: $0.name, slug: $0.slug) })
-        let systemUIDs = Set(try users.all().map(\.uid))
+        let systemUIDs = try takenIDs()
         var reserved = Set<Int>()
         let stamp = now()
         for v in fresh.sorted(by: { $0.code < $1.code }) {
@@ -114,7 +130,7 @@ extension Engine {
                 t.desired = .active; t.purge = false; t.status = .pending; t.reason = nil
                 t.template = template; t.php = php; t.name = village.name; t.districtName = village.district
                 var reserved = Set(try Int.fetchAll(db, sql: "SELECT uid FROM tenant WHERE desired != 'deleted'"))
-                let systemUIDs = Set(try users.all().map(\.uid))
+                let systemUIDs = try takenIDs()
                 if reserved.contains(t.uid) || systemUIDs.contains(t.uid) {
                     t.uid = try StateStore.allocateUID(db, config: config, systemUIDs: systemUIDs, reserved: &reserved)
                 }

@@ -41,24 +41,54 @@ public final class Engine {
 
     func renderer() throws -> Renderer { try Renderer(config: config) }
 
-    func planner() throws -> Planner {
-        Planner(config: config, renderer: try renderer(), observer: SystemObserver(users: users),
-                webGID: Int(try Users.gid(ofGroup: config.webGroup)), now: now())
+    func planner(removeUnknown: Bool = false) throws -> Planner {
+        var p = Planner(config: config, renderer: try renderer(), observer: SystemObserver(users: users),
+                        webGID: Int(try Users.gid(ofGroup: config.webGroup)), now: now())
+        p.webUID = getpwnam(config.webGroup).map { Int($0.pointee.pw_uid) } ?? p.webGID
+        p.removeUnknown = removeUnknown
+        return p
     }
 
+    /// Takes the one-writer lock. Reads and dry runs take it too, so they never see an
+    /// apply half-done; they change nothing (recovery is `recover()`, for writers only).
     func lock() throws -> StateLock {
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        let l = try StateLock(path: config.lockPath) { [logger] in
+        return try StateLock(path: config.lockPath) { [logger] in
             logger.notice("waiting for another desactl or desa-agent to finish (lock \(self.config.lockPath))")
         }
-        let restored = RollbackJournal(dir: config.rollbackDir).recover()
-        if restored > 0 {
-            logger.warning("a previous apply was interrupted; restored \(restored) config files to their last good state")
-            journal.send(["MESSAGE": "restored \(restored) config files after an interrupted apply", "DESA_OP": "recover",
-                          "PRIORITY": "\(JournalPriority.warning.rawValue)"])
+    }
+
+    /// Undoes an apply that was killed half-way: its config files go back to their last
+    /// good state, and every service is checked and reloaded with them. It first waits for
+    /// a php-fpm reload the killed command may have started (a pool file removed while
+    /// php-fpm reads it kills its master). Called by every mutating command, under the lock.
+    func recover() throws {
+        let rollback = RollbackJournal(dir: config.rollbackDir)
+        guard rollback.pending() != nil else { return }
+        let s = services
+        for svc in s.all { s.waitUntilSettled(svc) }
+        let restored = rollback.recover()
+        let msg = "a previous apply was interrupted; restored \(restored) config files to their last good state"
+        logger.warning("\(msg)")
+        journal.send(["MESSAGE": msg, "DESA_OP": "recover", "PRIORITY": "\(JournalPriority.warning.rawValue)"])
+        for svc in s.all where s.runningPID(svc) != nil || config.mode == .production {
+            if try s.test(svc).ok { try? s.reloadOrStart(svc) }
+            s.waitUntilSettled(svc)
         }
-        return l
+    }
+
+    /// Checks that nginx's and php-fpm's masters run (starting them again in a sandbox);
+    /// each finding is logged and journaled. Returns the findings.
+    public func checkServices() -> [ServiceControl.Finding] {
+        let found = services.ensureRunning()
+        for f in found {
+            let priority: JournalPriority = f.repaired ? .warning : .err
+            if f.repaired { logger.warning("\(f.message)") } else { logger.error("\(f.message)") }
+            journal.send(["MESSAGE": f.message, "DESA_OP": "service", "DESA_SERVICE": f.service.description,
+                          "PRIORITY": "\(priority.rawValue)"])
+        }
+        return found
     }
 
     /// The plan that `apply` would carry out now. Reads only.
@@ -70,35 +100,59 @@ public final class Engine {
         Dictionary(try store.tenants().map { ($0.code, $0.slug) }, uniquingKeysWith: { a, _ in a })
     }
 
-    /// Converges the server to the state database.
-    public func apply(dryRun: Bool = false) throws -> ChangeReport {
-        try mutate(op: "apply", target: "server", dryRun: dryRun) { _ in }
+    /// Converges the server to the state database. With `removeUnknown`, managed users
+    /// and configs the database does not know are removed instead of refused.
+    public func apply(dryRun: Bool = false, removeUnknown: Bool = false) throws -> ChangeReport {
+        try mutate(op: "apply", target: "server", dryRun: dryRun, removeUnknown: removeUnknown) { _ in }
     }
 
     /// Runs `change` against the database, then converges; the single path every
-    /// mutating command takes.
-    func mutate(op: String, target: String, dryRun: Bool, _ change: (Database) throws -> Void) throws -> ChangeReport {
+    /// mutating command takes. The change and its plan are made in one transaction, which
+    /// is rolled back for a dry run, and when the server holds managed objects the
+    /// database does not know (an emptied or foreign database): then nothing is written.
+    func mutate(op: String, target: String, dryRun: Bool, removeUnknown: Bool = false,
+                _ change: (Database) throws -> Void) throws -> ChangeReport {
         let held = try lock()
         defer { withExtendedLifetime(held) {} }
-        let planner = try planner()
-        if dryRun {
-            var plan = Plan()
+        var findings: [ServiceControl.Finding] = []
+        if !dryRun {
+            do { try recover() } catch {
+                record(op: op, target: target, outcome: "error", detail: "recovery failed: \(Applier.message(error))")
+                throw error
+            }
+            findings = checkServices()
+        }
+        let planner = try planner(removeUnknown: removeUnknown)
+        var plan = Plan()
+        var tenants: [Tenant] = []
+        do {
             try store.queue.writeWithoutTransaction { db in
                 try db.inTransaction {
                     try change(db)
-                    plan = try planner.plan(tenants: try Tenant.order(Column("code")).fetchAll(db), aliases: try Self.aliases(db))
-                    return .rollback
+                    tenants = try Tenant.order(Column("code")).fetchAll(db)
+                    plan = try planner.plan(tenants: tenants, aliases: try Self.aliases(db))
+                    return dryRun || !plan.unknown.isEmpty ? .rollback : .commit
                 }
             }
-            return ChangeReport(plan: plan, result: nil)
-        }
-        do {
-            try store.queue.write { db in try change(db) }
         } catch let e as DesaError {
-            record(op: op, target: target, outcome: "rejected", detail: e.message)
+            if !dryRun { record(op: op, target: target, outcome: "rejected", detail: e.message) }
             throw e
         }
-        return try converge(op: op, target: target, planner: planner)
+        if dryRun { return ChangeReport(plan: plan, result: nil, findings: findings) }
+        if !plan.unknown.isEmpty {
+            let e = DesaError(.conflict, Self.unknownMessage(plan.unknown))
+            record(op: op, target: target, outcome: "error", detail: e.message)
+            throw e
+        }
+        var report = try converge(op: op, target: target, planner: planner, plan: plan, tenants: tenants)
+        report.findings = findings
+        return report
+    }
+
+    public static func unknownMessage(_ unknown: [String]) -> String {
+        let users = unknown.filter { $0.hasPrefix("user ") }.count
+        let shown = unknown.prefix(3).joined(separator: "; ") + (unknown.count > 3 ? "; and \(unknown.count - 3) more" : "")
+        return "this server has \(unknown.count - users) managed configs and \(users) tenant users that the state database does not know (\(shown)). The database may be empty, restored from an old backup or from another server, so nothing was changed. Restore the right state.sqlite, or remove them with: desactl apply --remove-unknown"
     }
 
     static func aliases(_ db: Database) throws -> [String: [String]] {
@@ -107,9 +161,7 @@ public final class Engine {
         return out
     }
 
-    func converge(op: String, target: String, planner: Planner) throws -> ChangeReport {
-        let tenants = try store.tenants()
-        let plan = try planner.plan(tenants: tenants, aliases: try store.aliases())
+    func converge(op: String, target: String, planner: Planner, plan: Plan, tenants: [Tenant]) throws -> ChangeReport {
         let live = tenants.filter { $0.desired != .deleted }
         let allUsers = live.map { t in
             UserSpec(name: t.userName(prefix: config.userPrefix), uid: t.uid, home: t.home(config), comment: "\(t.kind.rawValue) \(t.name)")
@@ -119,9 +171,9 @@ public final class Engine {
         let result: ApplyResult
         do {
             result = try applier.apply(plan, tenants: tenants, allUsers: allUsers)
-        } catch let e as DesaError {
-            record(op: op, target: target, outcome: "error", detail: e.message)
-            throw e
+        } catch {
+            record(op: op, target: target, outcome: "error", detail: Applier.message(error))
+            throw error
         }
         let stamp = now()
         try store.queue.write { db in
@@ -171,8 +223,15 @@ public final class Engine {
 public struct ChangeReport: Sendable {
     public var plan: Plan
     public var result: ApplyResult?
+    /// Services found not running before the change (and whether they were started again).
+    public var findings: [ServiceControl.Finding] = []
 
-    public init(plan: Plan, result: ApplyResult?) { self.plan = plan; self.result = result }
+    public init(plan: Plan, result: ApplyResult?, findings: [ServiceControl.Finding] = []) {
+        self.plan = plan; self.result = result; self.findings = findings
+    }
+
+    /// A service is down and could not be started: the command exits non-zero.
+    public var serviceDown: Bool { findings.contains { !$0.repaired } }
 
     public var summary: String {
         var counts: [String: Int] = [:]

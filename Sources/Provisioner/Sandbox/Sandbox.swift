@@ -77,6 +77,11 @@ public enum Sandbox {
         try VillageCode.validateRegency(o.regency)
         o.domain = try Names.validateDomain(o.domain)
         try Names.validateUserPrefix(o.userPrefix)
+        let runner = SystemProcessRunner()
+        let taken = try Users(runner: runner, passwdFile: "/etc/passwd", sysusersFile: "/dev/null").tenants(prefix: o.userPrefix)
+        if let u = taken.first {
+            throw DesaError(.conflict, "user prefix \(o.userPrefix) is already used on this machine (\(taken.count) users, e.g. \(u.name) uid \(u.uid)); a sandbox needs a prefix of its own: pass --user-prefix")
+        }
         if let contents = try? FileManager.default.contentsOfDirectory(atPath: o.dir), !contents.isEmpty {
             throw DesaError(.conflict, "\(o.dir) is not empty; choose a new directory or destroy the old sandbox")
         }
@@ -119,6 +124,7 @@ public enum Sandbox {
         var files = [FileWrite(path: c.nginxMainConf, content: try r.renderSandbox("nginx", [
             "dir": dir, "listen": c.nginxListen, "pid_file": c.nginxPidFile, "log_dir": c.logDir,
             "nginx_dir": dir + "/nginx", "sites_dir": c.nginxSitesDir, "web_user": c.webGroup,
+            "server_names_hash_bucket_size": c.serverNamesHashBucketSize,
         ]))]
         for (v, p) in c.php {
             try FileManager.default.createDirectory(atPath: p.poolDir, withIntermediateDirectories: true)
@@ -174,6 +180,8 @@ public enum Sandbox {
         error_log_file = \(q(c.nginxErrorLog))
         # "tenant": logs/error.log in each home; "shared": one file, for very many tenants
         tenant_error_logs = \(q(c.tenantErrorLogs))
+        # bounds the length of server names (aliases); the sandbox's nginx.conf uses it
+        server_names_hash_bucket_size = \(c.serverNamesHashBucketSize)
 
         [php]
         default = \(q(c.defaultPHP))
@@ -259,7 +267,16 @@ public enum Sandbox {
         let held = try StateLock(path: c.lockPath)
         try stop(c, runner: runner)
         let users = Users(runner: runner, passwdFile: c.passwdFile, sysusersFile: c.sysusersFile)
-        let mine = try users.tenants(prefix: c.userPrefix).filter { $0.home.hasPrefix(dir + "/") }
+        // Only the users this sandbox's own state recorded, by name and UID: another
+        // sandbox or a person may use the same names.
+        var recorded: [String: Int] = [:]
+        if FileManager.default.fileExists(atPath: c.databasePath) {
+            for t in try StateStore(path: c.databasePath).tenants() { recorded[t.userName(prefix: c.userPrefix)] = t.uid }
+        }
+        let mine = try users.tenants(prefix: c.userPrefix).filter { recorded[$0.name] == $0.uid && $0.home.hasPrefix(dir + "/") }
+        for u in mine where u.uid >= 1000 {
+            _ = try? Processes.killAll(uid: u.uid, gid: u.gid, timeout: 5)
+        }
         progress.begin("users", total: mine.count)
         for u in mine {
             try users.delete(u.name)

@@ -56,23 +56,26 @@ public enum AtomicFiles {
         let fd = open(temp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, f.mode)
         guard fd >= 0 else { throw DesaError.system("cannot create \(temp): \(errnoText())") }
         defer { close(fd) }
-        var bytes = Array(f.content.utf8)
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                let e = errno
-                throw DesaError.system("cannot write \(temp): \(String(cString: strerror(e)))\(e == ENOSPC ? " (the disk is full)" : "")")
-            }
-            written += n
-        }
-        bytes.removeAll()
+        try writeAll(fd, Array(f.content.utf8), what: temp)
         if fchmod(fd, f.mode) != 0 { throw DesaError.system("cannot chmod \(temp): \(errnoText())") }
         if f.owner != nil || f.group != nil {
             if fchown(fd, f.owner ?? UInt32.max, f.group ?? UInt32.max) != 0 {
                 throw DesaError.system("cannot chown \(temp): \(errnoText())")
             }
+        }
+    }
+
+    /// Writes every byte, retrying short writes and EINTR; a full disk says so.
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], what: String) throws {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let e = errno
+                throw DesaError.system("cannot write \(what): \(String(cString: strerror(e)))\(e == ENOSPC ? " (the disk is full)" : "")")
+            }
+            written += n
         }
     }
 

@@ -33,11 +33,75 @@ public struct ServiceControl: Sendable {
         }
     }
 
-    /// The pid in the service's pid file, if that process is alive.
+    func binary(_ s: ServiceRef) throws -> String {
+        switch s {
+        case .nginx: return config.nginxBinary
+        case .php(let v): return try config.phpVersion(v).binary
+        }
+    }
+
+    /// Every service desa reloads: nginx and each configured php-fpm.
+    public var all: [ServiceRef] { [.nginx] + config.php.keys.sorted().map { .php($0) } }
+
+    /// The pid in the service's pid file, if that process is alive and is the service's
+    /// binary (a pid file left by a killed master can name a reused pid).
     public func runningPID(_ s: ServiceRef) -> pid_t? {
-        guard let file = try? pidFile(s), let text = AtomicFiles.read(file),
+        guard let file = try? pidFile(s), let bin = try? binary(s), let text = AtomicFiles.read(file),
               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
-        return kill(pid, 0) == 0 ? pid : nil
+        return Processes.isAlive(pid: pid, executable: bin) ? pid : nil
+    }
+
+    /// Waits while a php-fpm master re-reads its configuration after a reload (it
+    /// re-executes itself and shows its raw command line until it has read every pool),
+    /// so that nobody removes a pool file under it: that kills the master.
+    public func waitUntilSettled(_ s: ServiceRef, timeout: TimeInterval = 15) {
+        guard config.mode == .sandbox, case .php = s else { return }
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let pid = runningPID(s), (AtomicFiles.read("/proc/\(pid)/cmdline") ?? "").hasPrefix("php-fpm: master process") { return }
+            // No pid file at all and no process: nothing is reloading.
+            if let f = try? pidFile(s), !FileManager.default.fileExists(atPath: f) { return }
+            usleep(10_000)
+        }
+    }
+
+    /// A service found not running, and what was done about it.
+    public struct Finding: Sendable {
+        public var service: ServiceRef
+        public var message: String
+        /// Started again (sandbox); false when it is still down (production reports only).
+        public var repaired: Bool
+    }
+
+    /// Checks that every service's master runs and that nginx answers on the probe
+    /// address. In a sandbox a dead master is started again, after ending the orphaned
+    /// nginx workers that still hold its port; in production systemd owns the services,
+    /// so a dead one is only reported.
+    public func ensureRunning() -> [Finding] {
+        var out: [Finding] = []
+        for s in all {
+            if config.mode == .production {
+                let unit = s == .nginx ? config.nginxService : ((try? config.phpVersion(s.phpVersion!).service) ?? "")
+                guard !unit.isEmpty, let r = try? runner.run(["/usr/bin/systemctl", "is-active", unit]), !r.ok else { continue }
+                out.append(Finding(service: s, message: "\(s) is not running (systemctl is-active \(unit): \(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))); start it with systemctl start \(unit)", repaired: false))
+                continue
+            }
+            waitUntilSettled(s)
+            guard runningPID(s) == nil else { continue }
+            do {
+                let r = try test(s)
+                if !r.ok { throw DesaError(.checkFailed, "its configuration fails its check: \(r.message)") }
+                try start(s)
+                out.append(Finding(service: s, message: "\(s) was not running; started it again", repaired: true))
+            } catch {
+                out.append(Finding(service: s, message: "\(s) is not running and could not be started: \((error as? DesaError)?.message ?? "\(error)")", repaired: false))
+            }
+        }
+        if out.allSatisfy({ $0.service != .nginx || $0.repaired }), let address = ProbeAddress(config.probeAddress),
+           (try? HTTPProbe(address: address, timeout: 3).get(host: "desa-liveness.invalid")) == nil {
+            out.append(Finding(service: .nginx, message: "nothing answers HTTP on \(config.probeAddress)", repaired: false))
+        }
+        return out
     }
 
     /// Reloads a running service, or starts it if it is not running.
@@ -57,6 +121,11 @@ public struct ServiceControl: Sendable {
 
     public func start(_ s: ServiceRef) throws {
         if runningPID(s) != nil { return }
+        // Workers of a master that was killed keep its port: a new master could not bind.
+        if s == .nginx, let port = ProbeAddress(config.probeAddress)?.port {
+            let stale = Processes.listeners(port: port, executable: config.nginxBinary)
+            if !stale.isEmpty { Processes.terminate(stale) }
+        }
         raiseFileLimit()
         let argv: [String]
         switch s {

@@ -72,6 +72,8 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
 
     public func primaryDomain(_ config: Config) -> String { slug + "." + config.domain }
     public func home(_ config: Config) -> String { config.webRoot + "/" + slug }
+    /// The tenant's log directory outside its home (nginx and php-fpm logs).
+    public func logDir(_ config: Config) -> String { config.tenantLogRoot + "/" + slug }
     /// The socket of the tenant's PHP-FPM pool.
     public func phpSocket(_ config: Config) throws -> String {
         try config.phpVersion(php).socketDir + "/" + userName(prefix: config.userPrefix) + ".sock"

@@ -67,6 +67,13 @@ public enum VillageList {
         let records = CSVReader.parse(text)
         guard let header = records.first else { throw DesaError.invalid("\(source) is empty: expected a header line starting with code,name,...") }
         let columns = header.fields.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        var seen: [String: Int] = [:]
+        for (i, c) in columns.enumerated() {
+            if let first = seen[c] {
+                throw DesaError.invalid("\(source) line \(header.line), column \(i + 1): duplicate column \(Quote.show(c)) (already column \(first + 1)); each column may appear once")
+            }
+            seen[c] = i
+        }
         func column(_ n: String) -> Int? { columns.firstIndex(of: n) }
         guard let codeCol = column("code"), let nameCol = column("name"), let districtCol = column("district_name") else {
             throw DesaError.invalid("\(source) line 1: the header must name the columns code, name and district_name (found: \(columns.joined(separator: ",")))")

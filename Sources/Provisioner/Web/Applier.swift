@@ -42,13 +42,17 @@ public struct Applier {
         func fail(_ code: String, _ reason: String) { if failed[code] == nil { failed[code] = reason } }
         func alive(_ a: Action) -> Bool { a.tenant.map { failed[$0] == nil } ?? true }
         let byCode = Dictionary(tenants.map { ($0.code, $0) }, uniquingKeysWith: { a, _ in a })
+        func tenant(_ code: String) throws -> Tenant {
+            guard let t = byCode[code] else { throw DesaError.system("tenant \(code) is in the plan but not in the state database") }
+            return t
+        }
         var clock = Date()
         func phase(_ name: String) { result.phases.append((name, Date().timeIntervalSince(clock))); clock = Date() }
 
         for case .fail(let t, let r) in plan.actions { fail(t, r) }
 
         // Server-wide directories first: nothing else works without them.
-        for case .ensureDirectory(nil, let d, _) in plan.actions { try Self.ensureDirectory(d) }
+        for case .ensureDirectory(nil, let d, _) in plan.actions { try Self.ensureDirectory(d, config: config) }
 
         // Users, in one declarative batch.
         let newUsers: [(String, UserSpec)] = plan.actions.compactMap {
@@ -63,39 +67,50 @@ public struct Applier {
                     if now[u.name] == nil { fail(t, "user \(u.name) was not created") }
                     else if now[u.name] != u.uid { fail(t, "user \(u.name) got UID \(now[u.name]!) instead of \(u.uid): the UID is taken") }
                 }
-            } catch let e as DesaError {
-                for (t, _) in newUsers { fail(t, e.message) }
+            } catch {
+                for (t, _) in newUsers { fail(t, Self.message(error)) }
             }
             progress.advance(newUsers.count)
             progress.end()
             phase("users")
         }
 
-        // Homes and starter pages.
-        let dirActions = plan.actions.filter { if case .ensureDirectory(.some, _, _) = $0 { return true }; return false }
-        if !dirActions.isEmpty { progress.begin("directories", total: dirActions.count) }
-        for case .ensureDirectory(let t?, let d, _) in dirActions where failed[t] == nil {
-            do { try Self.ensureDirectory(d) } catch let e as DesaError { fail(t, e.message) }
+        // Homes, log files and starter pages, each tenant's by descriptor from the web root.
+        let homeActions = plan.actions.filter {
+            switch $0 {
+            case .ensureDirectory(.some, _, _), .ensureFile, .createLink, .writeStarterPage: return true
+            default: return false
+            }
+        }
+        if !homeActions.isEmpty { progress.begin("directories", total: homeActions.count) }
+        for a in homeActions {
+            guard let t = a.tenant, failed[t] == nil else { continue }
+            do {
+                switch a {
+                case .ensureDirectory(_, let d, _): try Self.ensureDirectory(d, config: config)
+                case .ensureFile(_, let f, _): try Self.ensureFile(f, config: config)
+                case .createLink(_, let path, let target): try Self.createLink(path, target: target, config: config)
+                case .writeStarterPage(_, let path, let content, let uid, let gid):
+                    try Self.writeStarterPage(path, content: content, uid: uid, gid: gid, config: config)
+                default: break
+                }
+            } catch { fail(t, Self.message(error)) }
             progress.advance(1)
         }
-        if !dirActions.isEmpty { progress.end() }
-        var pages: [(String, FileWrite)] = []
-        for case .writeStarterPage(let t, let path, let content, let uid, let gid) in plan.actions where failed[t] == nil {
-            pages.append((t, FileWrite(path: path, content: content, mode: 0o640, owner: uid_t(uid), group: gid_t(gid))))
-        }
-        do { try AtomicFiles.write(pages.map(\.1)) } catch let e as DesaError { for (t, _) in pages { fail(t, e.message) } }
-        phase("directories")
+        if !homeActions.isEmpty { progress.end(); phase("directories") }
 
         // Configs: write, check, exclude a failing tenant and check again, reload once.
         var changes = plan.actions.filter { $0.service != nil && alive($0) }
         var reloads: [ServiceRef] = []
         let journal = RollbackJournal(dir: config.rollbackDir)
         while !changes.isEmpty {
+            // Never change a pool file while php-fpm is still re-reading its pools.
+            for s in Set(changes.compactMap(\.service)) { services.waitUntilSettled(s) }
             let backup = try journal.begin(paths: changes.map(Self.path(of:)))
             progress.begin("configs", total: changes.count)
-            do { try Self.write(changes) } catch let e as DesaError {
+            do { try Self.write(changes) } catch {
                 journal.restore(backup)
-                for t in Set(changes.compactMap(\.tenant)) { fail(t, e.message) }
+                for t in Set(changes.compactMap(\.tenant)) { fail(t, Self.message(error)) }
                 changes = []
                 break
             }
@@ -122,15 +137,15 @@ public struct Applier {
         if !reloads.isEmpty {
             progress.begin("reload", total: reloads.count)
             let oldWorkers = services.nginxWorkers()
-            var reloadError: DesaError?
+            var reloadError: Error?
             for s in reloads {
-                do { try services.reloadOrStart(s) } catch let e as DesaError { reloadError = e; break }
+                do { try services.reloadOrStart(s) } catch { reloadError = error; break }
                 progress.advance(1)
             }
             if let e = reloadError, let backup = journal.pending() {
                 journal.restore(backup)
                 for s in reloads { try? services.reloadOrStart(s) }
-                for t in Set(changes.compactMap(\.tenant)) { fail(t, e.message) }
+                for t in Set(changes.compactMap(\.tenant)) { fail(t, Self.message(e)) }
             } else if reloads.contains(.nginx), !oldWorkers.isEmpty {
                 if !services.waitForNewNginxWorkers(old: oldWorkers, timeout: max(15, Double(tenants.count) / 200)) {
                     let why = Self.lastEmergency(in: config.nginxErrorLog).map { ": \($0)" } ?? ""
@@ -169,20 +184,19 @@ public struct Applier {
             phase("verify")
         }
 
-        // Removals last: pools are gone, so the users have no processes left.
+        // Removals last: pools are gone, so the tenants' PHP has stopped; what else they
+        // run is ended before their files and users go.
         for a in plan.actions where alive(a) {
             do {
                 switch a {
+                case .stopProcesses(_, let uid, let gid, _): try Self.stopProcesses(uid: uid, gid: gid)
                 case .deleteUser(_, let name): try deleteUser(name)
-                case .archiveHome(_, let home, let to): try Self.archive(home: home, to: to)
-                case .purgeHome(_, let home):
-                    do { try FileManager.default.removeItem(atPath: home) } catch {
-                        throw DesaError.system("cannot remove \(home): \(error.localizedDescription)")
-                    }
+                case .archiveHome(let code, _, let to): try Self.archive(try tenant(code), to: to, config: config)
+                case .purgeHome(let code, _): try Self.purge(try tenant(code), config: config)
                 default: break
                 }
-            } catch let e as DesaError {
-                if let t = a.tenant { fail(t, e.message) } else { throw e }
+            } catch {
+                if let t = a.tenant { fail(t, Self.message(error)) } else { throw error }
             }
         }
 
@@ -221,6 +235,11 @@ public struct Applier {
         AtomicFiles.remove(removals)
     }
 
+    /// What to tell the operator about an error of any type.
+    static func message(_ error: Error) -> String {
+        (error as? DesaError)?.message ?? "\(error)"
+    }
+
     /// The checker's complaint without timestamps, pids and its closing "test failed" line.
     static func checkerMessage(_ raw: String) -> String {
         let lines = raw.split(separator: "\n").map { line -> String in
@@ -257,21 +276,6 @@ public struct Applier {
         return nil
     }
 
-    public static func ensureDirectory(_ d: DirSpec) throws {
-        if mkdir(d.path, mode_t(d.mode & 0o777)) != 0 && errno != EEXIST {
-            throw DesaError.system("cannot create directory \(d.path): \(errnoText())")
-        }
-        var st = stat()
-        guard lstat(d.path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-            throw DesaError.system("\(d.path) exists and is not a directory")
-        }
-        if Int(st.st_uid) != d.uid || Int(st.st_gid) != d.gid {
-            if lchown(d.path, uid_t(d.uid), gid_t(d.gid)) != 0 { throw DesaError.system("cannot chown \(d.path): \(errnoText())") }
-        }
-        // chmod after chown: chown clears the setgid bit.
-        if chmod(d.path, mode_t(d.mode)) != 0 { throw DesaError.system("cannot chmod \(d.path): \(errnoText())") }
-    }
-
     func deleteUser(_ name: String) throws {
         var attempt = 0
         while true {
@@ -284,18 +288,20 @@ public struct Applier {
         }
     }
 
-    /// Moves a home into the archive and gives it to root: the UID will be reused.
-    static func archive(home: String, to: String) throws {
-        do {
-            try FileManager.default.moveItem(atPath: home, toPath: to)
-        } catch {
-            throw DesaError.system("cannot archive \(home) to \(to): \(error.localizedDescription)")
+    /// Nil when something accepts connections on the Unix socket, else why not.
+    static func unixSocketRefuses(_ path: String) -> String? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return "socket: \(errnoText())" }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return "path too long" }
+        withUnsafeMutableBytes(of: &addr.sun_path) { buf in for (i, b) in bytes.enumerated() { buf[i] = b } }
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        lchown(to, 0, 0)
-        chmod(to, 0o700)
-        if let e = FileManager.default.enumerator(atPath: to) {
-            while let rel = e.nextObject() as? String { lchown(to + "/" + rel, 0, 0) }
-        }
+        return rc == 0 ? nil : errnoText()
     }
 
     /// Waits until every path exists or time runs out; verification reports what is missing.
@@ -327,8 +333,9 @@ public struct Applier {
                     let r = try probe.get(host: host)
                     let good = expect == .suspended ? r.status == 503 : (r.status < 500 && r.status != 421)
                     if good {
-                        if expect == .active, let socket, access(socket, F_OK) != 0 {
-                            last = "PHP-FPM socket \(socket) does not exist"
+                        // A socket file outlives a killed php-fpm master: ask it to accept.
+                        if expect == .active, let socket, let why = Self.unixSocketRefuses(socket) {
+                            last = "PHP-FPM socket \(socket): \(why)"
                         } else { verdict = nil; break }
                     } else {
                         last = "answered \(r.status)"

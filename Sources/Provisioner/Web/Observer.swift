@@ -17,6 +17,8 @@ public protocol Observing {
     /// Every `*.conf` file in the given directories, by path, with its content.
     func configFiles(in dirs: [String]) -> [String: String]
     func stat(_ path: String) -> FileStat?
+    /// How many processes run with each of these UIDs (only UIDs with any are returned).
+    func processCounts(uids: Set<Int>) -> [Int: Int]
 }
 
 public struct SystemObserver: Observing {
@@ -44,5 +46,9 @@ public struct SystemObserver: Observing {
         guard lstat(path, &st) == 0 else { return nil }
         return FileStat(uid: Int(st.st_uid), gid: Int(st.st_gid), mode: Int(st.st_mode & 0o7777),
                         isDirectory: (st.st_mode & S_IFMT) == S_IFDIR)
+    }
+
+    public func processCounts(uids: Set<Int>) -> [Int: Int] {
+        uids.isEmpty ? [:] : Processes.counts(uids: uids)
     }
 }

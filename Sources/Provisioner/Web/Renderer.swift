@@ -13,6 +13,8 @@ public struct Renderer: @unchecked Sendable {
     let config: Config
     /// Compiled templates by name (`nginx/default`), or the reason one did not compile.
     private var templates: [String: Result<MustacheTemplate, DesaError>] = [:]
+    /// Every template that compiled, so templates can include `{{> partials/NAME}}`.
+    private var library = MustacheLibrary()
 
     public init(config: Config) throws {
         self.config = config
@@ -30,7 +32,9 @@ public struct Renderer: @unchecked Sendable {
                 // Config files are not HTML: no HTML escaping (every value passed the
                 // name grammars), which also halves the cost of a plan.
                 if !name.hasPrefix("pages/") { text = "{{% CONTENT_TYPE: TEXT}}" + text }
-                templates[name] = .success(try MustacheTemplate(string: text))
+                let compiled = try MustacheTemplate(string: text)
+                templates[name] = .success(compiled)
+                library.register(compiled, named: name)
             } catch {
                 templates[name] = .failure(DesaError(.invalidInput, "template \(path) does not compile: \(error)"))
             }
@@ -39,7 +43,7 @@ public struct Renderer: @unchecked Sendable {
 
     static func templateFiles(in dir: String) -> [(String, String)] {
         var out: [(String, String)] = []
-        for sub in ["nginx", "php-fpm", "pages", "sandbox"] {
+        for sub in ["nginx", "php-fpm", "pages", "sandbox", "partials"] {
             let d = dir + "/" + sub
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: d) else { continue }
             for n in names where n.hasSuffix(".mustache") {
@@ -67,7 +71,7 @@ public struct Renderer: @unchecked Sendable {
 
     func render(_ name: String, _ context: [String: Any]) throws -> String {
         switch templates[name] {
-        case .success(let t)?: return t.render(context)
+        case .success(let t)?: return t.render(context, library: library)
         case .failure(let e)?: throw e
         case nil: throw DesaError.invalid("no template \(name)")
         }
@@ -89,8 +93,9 @@ public struct Renderer: @unchecked Sendable {
             "domain": t.primaryDomain(config), "aliases": aliases,
             "server_names": ([t.primaryDomain(config)] + aliases).joined(separator: " "),
             "listen": config.nginxListen, "home": home, "public_root": home + "/public",
-            "logs_dir": home + "/logs", "tmp_dir": home + "/tmp", "sessions_dir": home + "/sessions",
-            "error_log": config.tenantErrorLogs == "shared" ? config.logDir + "/tenants-error.log" : home + "/logs/error.log",
+            "tenant_log_root": config.tenantLogRoot, "tenant_log_dir": t.logDir(config),
+            "tmp_dir": home + "/tmp", "sessions_dir": home + "/sessions",
+            "error_log": config.tenantErrorLogs == "shared" ? config.logDir + "/tenants-error.log" : t.logDir(config) + "/error.log",
             "acme_root": config.acmeRoot, "fastcgi_params": config.fastcgiParams,
             "socket": try t.phpSocket(config), "user": t.userName(prefix: config.userPrefix),
             "pool": t.userName(prefix: config.userPrefix), "web_group": config.webGroup,
@@ -100,6 +105,9 @@ public struct Renderer: @unchecked Sendable {
 
     /// The nginx server block: the tenant's site template, or the 503 block when suspended.
     public func vhost(_ t: Tenant, aliases: [String]) throws -> String {
+        for name in [t.primaryDomain(config)] + aliases where name.count > config.maxServerNameLength {
+            throw DesaError.invalid("server name \(name) is \(name.count) characters; nginx.server_names_hash_bucket_size \(config.serverNamesHashBucketSize) holds names of up to \(config.maxServerNameLength)")
+        }
         var ctx = try context(t, aliases: aliases)
         let name: String
         if t.desired == .suspended {
@@ -111,9 +119,22 @@ public struct Renderer: @unchecked Sendable {
                 throw DesaError.invalid("tenant \(t.slug) uses site template \(Quote.show(t.template)), which does not exist")
             }
         }
+        let body = try render(name, ctx)
+        try Self.checkHardening(body, template: name)
         return Self.nginxHeaderPrefix + t.code + " template=" + (t.desired == .suspended ? "suspended" : t.template)
             + "\n# Managed by desa: desactl apply rewrites this file; edit the template instead.\n"
-            + (try render(name, ctx))
+            + body
+    }
+
+    /// Every server block, operators' own templates included, must refuse to serve a
+    /// tenant's link to files it does not own; a template that drops or weakens that
+    /// fails its tenants instead of exposing the others.
+    static func checkHardening(_ vhost: String, template: String) throws {
+        let directives = vhost.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { $0.hasPrefix("disable_symlinks") }
+        guard directives == ["disable_symlinks if_not_owner;"] else {
+            throw DesaError.invalid("template \(template) must contain exactly one 'disable_symlinks if_not_owner;' (include {{> partials/hardening}} in its server block)")
+        }
     }
 
     public func pool(_ t: Tenant, aliases: [String]) throws -> String {

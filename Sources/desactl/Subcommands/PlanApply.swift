@@ -9,7 +9,12 @@ struct PlanCommand: ParsableCommand {
     func run() throws {
         try desactl.run {
             let e = try global.engine(json: json)
-            try report(ChangeReport(plan: try e.plan(), result: nil), engine: e, json: json, dryRun: true)
+            let plan = try e.plan()
+            try report(ChangeReport(plan: plan, result: nil), engine: e, json: json, dryRun: true)
+            if !plan.unknown.isEmpty {
+                if !json { FileHandle.standardError.write(Data("desactl: warning: \(Engine.unknownMessage(plan.unknown))\n".utf8)) }
+                throw ExitCode(1)
+            }
         }
     }
 }
@@ -19,10 +24,12 @@ struct ApplyCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print the plan and change nothing.") var dryRun = false
     @Flag(help: "Print JSON.") var json = false
+    @Flag(help: "Remove users and configs with desa's marks that the state database does not know (after restoring the right database failed).")
+    var removeUnknown = false
     func run() throws {
         try desactl.run {
             let e = try global.engine(json: json)
-            try report(try e.apply(dryRun: dryRun), engine: e, json: json, dryRun: dryRun)
+            try report(try e.apply(dryRun: dryRun, removeUnknown: removeUnknown), engine: e, json: json, dryRun: dryRun)
         }
     }
 }

@@ -127,6 +127,7 @@ struct EndToEndTests {
             listen {{listen}};
             server_name {{server_names}};
             root {{public_root}};
+        {{> partials/hardening}}
             this_is_not_a_directive on;
         }
         """.write(toFile: ops + "/broken.conf.mustache", atomically: true, encoding: .utf8)

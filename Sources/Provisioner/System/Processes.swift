@@ -1,0 +1,93 @@
+import CSystemd
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What runs on the machine, read from /proc: a tenant's processes, and whether a
+/// daemon's pid is really that daemon.
+public enum Processes {
+    static func pids() -> [pid_t] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { pid_t($0) }
+    }
+
+    /// Real, effective and saved UID of a process, from /proc/PID/status (none for a zombie:
+    /// it runs nothing and only its parent can make it go).
+    static func uids(of pid: pid_t) -> [Int] {
+        guard let text = AtomicFiles.read("/proc/\(pid)/status"), !text.contains("\nState:\tZ"),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Uid:") }) else { return [] }
+        return line.split(whereSeparator: { $0 == "\t" || $0 == " " }).dropFirst().prefix(3).compactMap { Int($0) }
+    }
+
+    /// How many processes run with each of `uids` (real, effective or saved), in one pass over /proc.
+    public static func counts(uids wanted: Set<Int>) -> [Int: Int] {
+        var out: [Int: Int] = [:]
+        for p in pids() {
+            if let u = Set(uids(of: p)).intersection(wanted).first { out[u, default: 0] += 1 }
+        }
+        return out
+    }
+
+    public static func pids(ofUID uid: Int) -> [pid_t] { pids().filter { uids(of: $0).contains(uid) } }
+
+    /// Ends every process of `uid`, forks included: SIGKILL from that UID to everything it
+    /// may signal, repeated until none is left or `timeout` passes. Returns how many remain.
+    public static func killAll(uid: Int, gid: Int, timeout: TimeInterval) throws -> Int {
+        guard uid >= 1000, gid >= 1000 else { throw DesaError.system("refusing to kill the processes of system UID \(uid)") }
+        let deadline = Date().addingTimeInterval(timeout)
+        while true {
+            let left = pids(ofUID: uid)
+            if left.isEmpty { return 0 }
+            if Date() > deadline { return left.count }
+            guard desa_kill_all_as(UInt32(uid), UInt32(gid)) == 0 else {
+                throw DesaError.system("cannot signal the processes of uid \(uid)")
+            }
+            usleep(10_000)
+        }
+    }
+
+    /// The executable of a process (`/usr/sbin/nginx`, or with ` (deleted)` after an upgrade).
+    public static func exe(of pid: pid_t) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+    }
+
+    /// True when `pid` runs and is `executable`: a pid file can name a reused pid.
+    public static func isAlive(pid: pid_t, executable: String) -> Bool {
+        guard pid > 0, kill(pid, 0) == 0, let e = exe(of: pid) else { return false }
+        return e == executable || e == executable + " (deleted)"
+    }
+
+    public static func parent(of pid: pid_t) -> pid_t? {
+        guard let stat = AtomicFiles.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? pid_t(fields[1]) : nil
+    }
+
+    /// Processes of `executable` holding a listening TCP socket on `port`: an nginx
+    /// master killed with SIGKILL leaves its workers running, and they keep the port.
+    public static func listeners(port: UInt16, executable: String) -> [pid_t] {
+        var inodes = Set<String>()
+        let hex = String(format: "%04X", port)
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            for line in (AtomicFiles.read(table) ?? "").split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ")
+                // local_address is ADDR:PORT in hex; state 0A is LISTEN; the inode is field 9.
+                if f.count > 9, f[1].hasSuffix(":" + hex), f[3] == "0A" { inodes.insert("socket:[\(f[9])]") }
+            }
+        }
+        guard !inodes.isEmpty else { return [] }
+        return pids().filter { p in
+            guard exe(of: p).map({ $0.hasPrefix(executable) }) == true,
+                  let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p)/fd") else { return false }
+            return fds.contains { inodes.contains((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/fd/\($0)")) ?? "") }
+        }
+    }
+
+    /// SIGQUIT (graceful for nginx), then SIGKILL for whatever is left after `grace`.
+    public static func terminate(_ pids: [pid_t], grace: TimeInterval = 3) {
+        for p in pids { kill(p, SIGQUIT) }
+        let deadline = Date().addingTimeInterval(grace)
+        while pids.contains(where: { kill($0, 0) == 0 }) && Date() < deadline { usleep(20_000) }
+        for p in pids where kill(p, 0) == 0 { kill(p, SIGKILL) }
+    }
+}
