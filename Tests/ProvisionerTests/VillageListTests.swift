@@ -61,6 +61,8 @@ struct VillageListTests {
     func badHeader() {
         #expect(throws: DesaError.self) { try VillageList.parse("kode,nama\n1,2\n", regency: "32.04") }
         #expect(throws: DesaError.self) { try VillageList.parse("", regency: "32.04") }
+        let dup = #expect(throws: DesaError.self) { try VillageList.parse("code,name,Name,district_name\n", regency: "32.04", source: "v.csv") }
+        #expect(dup?.message == "v.csv line 1, column 3: duplicate column \"name\" (already column 2); each column may appear once")
     }
 }
 
@@ -88,6 +90,10 @@ struct ConfigTests {
         ("[paths]\nweb_root = \"/srv/$x\"", "must be absolute"),
         ("[nginx]\nprobe = \"localhost\"", "nginx.probe"),
         ("[php]\ndefault = \"7.4\"", "php.default"),
+        ("[nginx]\nfastcgi_params = \"/etc/nginx/fastcgi_params;include /x\"", "nginx.fastcgi_params"),
+        ("[nginx]\nservice = \"nginx; reboot\"", "nginx.service"),
+        ("[users]\nweb_group = \"www data\"", "users.web_group"),
+        ("[nginx]\nserver_names_hash_bucket_size = 100", "server_names_hash_bucket_size"),
         ("[users]\nuid_min = \"x\"", "users.uid_min must be an integer"),
         ("this is not toml", "line 1"),
     ])

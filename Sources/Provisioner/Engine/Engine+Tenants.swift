@@ -188,6 +188,9 @@ extension Engine {
 
     public func addAlias(_ key: String, domain raw: String, dryRun: Bool = false) throws -> ChangeReport {
         let domain = try Names.validateDomain(raw)
+        if domain.count > config.maxServerNameLength {
+            throw DesaError.invalid("alias \(domain) is \(domain.count) characters; nginx.server_names_hash_bucket_size \(config.serverNamesHashBucketSize) holds server names of up to \(config.maxServerNameLength) (raise it in nginx.conf and desa.toml for longer ones)")
+        }
         if domain == config.domain || domain.hasSuffix("." + config.domain) {
             throw DesaError.invalid("\(domain) lies under the regency domain \(config.domain); names there are the tenants' own slugs")
         }

@@ -66,6 +66,31 @@ public enum Processes {
     /// Processes of `executable` holding a listening TCP socket on `port`: an nginx
     /// master killed with SIGKILL leaves its workers running, and they keep the port.
     public static func listeners(port: UInt16, executable: String) -> [pid_t] {
+        holding(tcpListeners(port: port), executable: executable)
+    }
+
+    /// Processes of `executable` holding a Unix socket under `directory`: the workers of
+    /// a php-fpm master killed with SIGKILL keep its pools' sockets, and a new master
+    /// refuses to start ("Another FPM instance seems to already listen").
+    public static func unixListeners(in directory: String, executable: String) -> [pid_t] {
+        var inodes = Set<String>()
+        for line in (AtomicFiles.read("/proc/net/unix") ?? "").split(separator: "\n").dropFirst() {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            if f.count > 7, f[7].hasPrefix(directory + "/") { inodes.insert("socket:[\(f[6])]") }
+        }
+        return holding(inodes, executable: executable)
+    }
+
+    static func holding(_ inodes: Set<String>, executable: String) -> [pid_t] {
+        guard !inodes.isEmpty else { return [] }
+        return pids().filter { p in
+            guard exe(of: p).map({ $0.hasPrefix(executable) }) == true,
+                  let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p)/fd") else { return false }
+            return fds.contains { inodes.contains((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/fd/\($0)")) ?? "") }
+        }
+    }
+
+    static func tcpListeners(port: UInt16) -> Set<String> {
         var inodes = Set<String>()
         let hex = String(format: "%04X", port)
         for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
@@ -75,12 +100,7 @@ public enum Processes {
                 if f.count > 9, f[1].hasSuffix(":" + hex), f[3] == "0A" { inodes.insert("socket:[\(f[9])]") }
             }
         }
-        guard !inodes.isEmpty else { return [] }
-        return pids().filter { p in
-            guard exe(of: p).map({ $0.hasPrefix(executable) }) == true,
-                  let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p)/fd") else { return false }
-            return fds.contains { inodes.contains((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/fd/\($0)")) ?? "") }
-        }
+        return inodes
     }
 
     /// SIGQUIT (graceful for nginx), then SIGKILL for whatever is left after `grace`.

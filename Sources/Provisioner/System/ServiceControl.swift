@@ -57,10 +57,17 @@ public struct ServiceControl: Sendable {
     public func waitUntilSettled(_ s: ServiceRef, timeout: TimeInterval = 15) {
         guard config.mode == .sandbox, case .php = s else { return }
         let deadline = Date().addingTimeInterval(timeout)
+        var deadSince: Date?
         while Date() < deadline {
-            if let pid = runningPID(s), (AtomicFiles.read("/proc/\(pid)/cmdline") ?? "").hasPrefix("php-fpm: master process") { return }
-            // No pid file at all and no process: nothing is reloading.
-            if let f = try? pidFile(s), !FileManager.default.fileExists(atPath: f) { return }
+            if let pid = runningPID(s) {
+                if (AtomicFiles.read("/proc/\(pid)/cmdline") ?? "").hasPrefix("php-fpm: master process") { return }
+                deadSince = nil
+            } else {
+                // Between the re-executed master's fork and its new pid file there is no
+                // live pid for a moment; longer than that, the master is simply dead.
+                deadSince = deadSince ?? Date()
+                if Date().timeIntervalSince(deadSince!) > 1 { return }
+            }
             usleep(10_000)
         }
     }
@@ -125,6 +132,10 @@ public struct ServiceControl: Sendable {
         if s == .nginx, let port = ProbeAddress(config.probeAddress)?.port {
             let stale = Processes.listeners(port: port, executable: config.nginxBinary)
             if !stale.isEmpty { Processes.terminate(stale) }
+        }
+        if case .php(let v) = s, let p = try? config.phpVersion(v) {
+            let stale = Processes.unixListeners(in: p.socketDir, executable: p.binary)
+            if !stale.isEmpty { Processes.terminate(stale, grace: 1) }
         }
         raiseFileLimit()
         let argv: [String]
