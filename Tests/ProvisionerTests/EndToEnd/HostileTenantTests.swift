@@ -204,6 +204,11 @@ struct HostileTenantTests {
         let c = try h.desactl("tenant", "create", "32.04.05.2009", "--name", "Baru", "--district", "Cileunyi")
         #expect(c.status == 1 && c.stdout.contains("never takes over"), "\(c.stdout)")
         #expect(getpwnam(foreign) != nil)
+        // destroy removes the users its state recorded, by name and UID, and no other.
+        let tenantsBefore = try h.users().count
+        #expect(try h.desactl("sandbox", "destroy").ok)
+        #expect(getpwnam(foreign) != nil, "a user desa did not make survives sandbox destroy")
+        #expect(try h.users().count == tenantsBefore - 3)
     }
 
     @Test("suspend and delete end every process of the tenant")
