@@ -44,14 +44,42 @@ struct NamingTests {
         let existing = early.map { SlugAssigner.Existing(code: $0.code, name: $0.name, slug: first[$0.code]!) }
         let second = try assignAll(late, existing: existing)
         #expect(Set(first.values).isDisjoint(with: Set(second.values)))
-        // Re-importing the same villages gives the same answer (nothing new to assign).
-        #expect(try assignAll([], existing: existing).isEmpty)
 
         // A newcomer whose name an online village already has: the old one keeps the bare label.
         let old = SlugAssigner.Existing(code: try VillageCode("32.04.05.2003"), name: "Cimekar", slug: "cimekar")
         let newcomer = Village(code: try VillageCode("32.04.06.2099"), name: "Cimekar", district: "Cileunyi Baru")
         let got = try assignAll([newcomer], existing: [old])
         #expect(got[newcomer.code] == "cimekar-cileunyi-baru")
+    }
+
+    @Test("re-importing the whole list into a state database keeps every slug and adds nothing")
+    func realReimport() throws {
+        let dir = "/var/tmp/desa-reimport-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var o = Sandbox.Options(dir: dir)
+        o.templates = Support.templates
+        let engine = try Engine(config: Sandbox.config(for: o), journal: NullJournal())
+        let list = try VillageList.read(path: Support.bandung, regency: "32.04")
+        let first = try engine.store.queue.write { db in try engine.insertVillages(db, list.villages, template: "default", php: "8.2") }
+        #expect(first.filter { $0.action == .create }.count == 280)
+        let before = try engine.store.tenants()
+        let again = try engine.store.queue.write { db in
+            try engine.insertVillages(db, list.villages.shuffled(), template: "static", php: "8.2")
+        }
+        #expect(again.allSatisfy { $0.action == .exists }, "\(again.filter { $0.action != .exists }.map(\.code))")
+        #expect(Dictionary(uniqueKeysWithValues: again.map { ($0.code!, $0.slug!) })
+                == Dictionary(uniqueKeysWithValues: first.map { ($0.code!, $0.slug!) }))
+        #expect(try engine.store.tenants() == before, "no row changed")
+    }
+
+    @Test("a slug taken even with the last four code digits falls back to all ten")
+    func tenDigitFallback() throws {
+        let a = Village(code: try VillageCode("32.04.10.1001"), name: "Padasuka", district: "Cimenyan")
+        let b = Village(code: try VillageCode("32.04.10.2005"), name: "Padasuka", district: "Cimenyan")
+        let squatter = SlugAssigner.Existing(code: try VillageCode("32.04.99.2001"), name: "Lain", slug: "padasuka-cimenyan-1001")
+        let slugs = try assignAll([a, b], existing: [squatter])
+        #expect(slugs[a.code] == "padasuka-cimenyan-3204101001")
+        #expect(slugs[b.code] == "padasuka-cimenyan-2005")
     }
 
     @Test("names that repeat in Kab. Bandung all get their kecamatan")

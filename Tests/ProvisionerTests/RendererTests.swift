@@ -9,7 +9,9 @@ import Testing
 struct RendererTests {
     static let dir = "/var/tmp/desa-golden"
 
-    static func config() -> Config {
+    /// The golden files' config: paths under `dir` appear in them, but nothing is written
+    /// there; tests that need the disk pass a directory of their own.
+    static func config(dir: String = dir) -> Config {
         var o = Sandbox.Options(dir: dir)
         o.templates = Support.templates
         o.userPrefix = "dgold"
@@ -78,13 +80,15 @@ struct RendererTests {
     /// The golden configs are not just stable, they are valid: real nginx and php-fpm accept them.
     @Test("real nginx -t and php-fpm -t accept every built-in template")
     func realCheckersAccept() throws {
-        let c = Self.config()
+        // A directory of this run's own: two runs at once must not collide.
+        let dir = "/var/tmp/desa-golden-\(UUID().uuidString.prefix(8))"
+        let c = Self.config(dir: dir)
         let r = try Renderer(config: c)
         let home = c.webRoot + "/cileunyi-kulon"
-        for d in [c.tenantLogRoot + "/cileunyi-kulon", home + "/public", c.nginxSitesDir, c.php["8.2"]!.poolDir, c.logDir, Self.dir + "/nginx/tmp"] {
+        for d in [c.tenantLogRoot + "/cileunyi-kulon", home + "/public", c.nginxSitesDir, c.php["8.2"]!.poolDir, c.logDir, dir + "/nginx/tmp"] {
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         }
-        defer { try? FileManager.default.removeItem(atPath: Self.dir) }
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         try Sandbox.prepare(c)
         let runner = SystemProcessRunner()
         for (i, (_, template, desired)) in Self.cases.enumerated() {

@@ -27,3 +27,8 @@ enum Support {
 
     static func read(_ path: String) -> String { AtomicFiles.read(path) ?? "" }
 }
+
+/// A journal that drops every entry, for tests that do not read it back.
+struct NullJournal: JournalWriting {
+    func send(_ fields: [String: String]) {}
+}

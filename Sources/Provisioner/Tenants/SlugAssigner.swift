@@ -4,7 +4,8 @@
 /// the order of the input; a slug already assigned is never changed (a newcomer whose
 /// name collides takes the suffix). Villages whose names collide all get their
 /// kecamatan appended (`mekarsari-cileunyi`); if that still collides, the last four
-/// digits of their code (`padasuka-cimenyan-1001`).
+/// digits of their code (`padasuka-cimenyan-1001`), and if even that is taken (a slug given
+/// with `--slug`), all ten digits (`padasuka-cimenyan-3204101001`).
 public enum SlugAssigner {
     public struct Request: Sendable {
         public var code: VillageCode
@@ -51,9 +52,13 @@ public enum SlugAssigner {
             switch w.level {
             case 0: return w.base
             case 1: return Names.truncateLabel(w.base, max: 62 - w.district.count) + "-" + w.district
-            default:
+            case 2:
                 let withDistrict = Names.truncateLabel(w.base, max: 62 - w.district.count) + "-" + w.district
                 return Names.truncateLabel(withDistrict, max: 58) + "-" + w.req.code.villageDigits
+            default:
+                // All ten code digits: unique by construction, so the rule always ends.
+                let withDistrict = Names.truncateLabel(w.base, max: 62 - w.district.count) + "-" + w.district
+                return Names.truncateLabel(withDistrict, max: 52) + "-" + w.req.code.value.filter(\.isNumber)
             }
         }
 
@@ -72,7 +77,7 @@ public enum SlugAssigner {
                     if owners[c]! > 1 { continue }  // the other side escalates
                     throw DesaError(.conflict, "slug \(c) is already used by another village")
                 }
-                guard work[i].level < 2 else {
+                guard work[i].level < 3 else {
                     throw DesaError(.conflict, "cannot find a unique slug for \(work[i].req.code) \(Quote.show(work[i].req.name)): \(c) is taken; give one with --slug")
                 }
                 work[i].level += 1
