@@ -19,10 +19,11 @@ public final class DirHandle {
     init(fd: Int32, path: String) { self.fd = fd; self.path = path }
     deinit { close(fd) }
 
-    /// Opens a directory whose ancestors are root's (the web root, the archive); the last
-    /// component must not be a link.
+    /// Opens a directory whose whole path is root's (the web root, the archive, the log
+    /// root). Links on that path are followed: only root can have made them (an operator
+    /// may well keep /srv/desa on another disk through one).
     public static func open(_ path: String) throws -> DirHandle {
-        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        let fd = Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else { throw DesaError.system("cannot open directory \(path): \(errnoText())") }
         return DirHandle(fd: fd, path: path)
     }
