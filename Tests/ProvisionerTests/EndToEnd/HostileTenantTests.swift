@@ -122,6 +122,7 @@ struct HostileTenantTests {
         let c = try h.config()
         let canary = try Canary(h.dir)
         let swap = try Self.swapper()
+        defer { unlink(swap) }
         let a = user(h, "32.04.05.2001"), home = c.webRoot + "/cileunyi-kulon"
         #expect(try asTenant(h, a, "/bin/ln", "-s", canary.dir, home + "/bait").ok)
         let p = Process()
