@@ -93,15 +93,8 @@ func report(_ r: ChangeReport, engine: Engine, json: Bool, dryRun: Bool) throws 
 }
 
 func reportJSON(_ r: ChangeReport, slugs: [String: String]) -> JSON {
-    var fields: [(String, JSON)] = [
-        ("applied", .bool(r.result != nil)),
-        ("actions", .array(r.plan.actions.map { a in
-            .object([("op", .string(a.op)), ("tenant", .str(a.tenant)), ("slug", .str(a.tenant.flatMap { slugs[$0] })),
-                     ("subject", .string(a.subject))])
-        })),
-        ("reloads", .array(r.plan.reloads.map { .string($0.description) })),
-        ("unknown", .array(r.plan.unknown.map { .string($0) })),
-        ("services", .array(r.findings.map { .object([("service", .string($0.service.description)), ("message", .string($0.message)), ("repaired", .bool($0.repaired))]) })),
+    var fields: [(String, JSON)] = [("applied", .bool(r.result != nil))] + r.plan.json(slugs: slugs) + [
+        ("services", .array(r.findings.map { .object([("service", .string($0.service)), ("message", .string($0.message)), ("repaired", .bool($0.repaired))]) })),
     ]
     if let res = r.result {
         fields.append(("outcomes", .array(res.outcomes.sorted { $0.key < $1.key }.map { code, o in

@@ -15,30 +15,39 @@ final class FakeObserver: Observing {
     func stat(_ path: String) -> FileStat? { stats[path] }
     var processes: [Int: Int] = [:]
     func processCounts(uids: Set<Int>) -> [Int: Int] { processes.filter { uids.contains($0.key) } }
+    func read(_ path: String) -> String? { files[path] }
 }
 
 @Suite("Planner")
 struct PlannerTests {
     let config = RendererTests.config()
     let webGID = 33
+    let webUID = 33
+    static let now = Date(timeIntervalSince1970: 1_800_000_000)
 
-    func planner(_ o: FakeObserver) throws -> Planner {
-        Planner(config: config, renderer: try Renderer(config: config), observer: o, webGID: webGID,
-                now: Date(timeIntervalSince1970: 1_800_000_000))
+    func desired(_ tenants: [Tenant], aliases: [String: [String]] = [:], config: Config? = nil, removeUnknown: Bool = false) throws -> DesiredState {
+        let c = config ?? self.config
+        return DesiredState(config: c, renderer: try Renderer(config: c), tenants: tenants, aliases: aliases,
+                            webGID: webGID, webUID: webUID, now: Self.now, removeUnknown: removeUnknown)
+    }
+
+    func plan(_ o: FakeObserver, _ tenants: [Tenant], aliases: [String: [String]] = [:], config: Config? = nil,
+              removeUnknown: Bool = false) throws -> Plan {
+        try Planner(observer: o).plan(try desired(tenants, aliases: aliases, config: config, removeUnknown: removeUnknown))
     }
 
     /// A server on which everything the plan asks for is already in place.
     func converged(_ tenants: [Tenant]) throws -> FakeObserver {
         let o = FakeObserver()
-        let p = try planner(o).plan(tenants: tenants, aliases: [:])
-        for a in p.actions {
-            switch a {
-            case .ensureDirectory(_, let d, _): o.stats[d.path] = FileStat(uid: d.uid, gid: d.gid, mode: d.mode, isDirectory: true)
-            case .createUser(_, let u): o.users[u.name] = SystemUser(name: u.name, uid: u.uid, gid: u.uid, home: u.home)
-            case .writeConfig(_, let path, let content, _, _): o.files[path] = content
-            case .writeStarterPage(_, let path, _, _, _): o.stats[path] = FileStat(uid: 0, gid: 0, mode: 0o640, isDirectory: false)
-            case .ensureFile(_, let f, _): o.stats[f.path] = FileStat(uid: f.uid, gid: f.gid, mode: f.mode, isDirectory: false)
-            case .createLink(_, let path, _): o.stats[path] = FileStat(uid: 0, gid: 0, mode: 0o777, isDirectory: false)
+        for s in try plan(o, tenants).steps {
+            switch s.effect {
+            case .directory(let d): o.stats[d.path] = FileStat(uid: d.uid, gid: d.gid, mode: d.mode, isDirectory: true)
+            case .user(let u): o.users[u.name] = SystemUser(name: u.name, uid: u.uid, gid: u.uid, home: u.home)
+            case .userBatch(let b): o.files[b.file] = b.content
+            case .managed(let m): o.files[m.path] = m.content
+            case .content(let c): o.stats[c.path] = FileStat(uid: c.uid, gid: c.gid, mode: c.mode, isDirectory: false)
+            case .file(let f): o.stats[f.path] = FileStat(uid: f.uid, gid: f.gid, mode: f.mode, isDirectory: false)
+            case .link(let path, _): o.stats[path] = FileStat(uid: 0, gid: 0, mode: 0o777, isDirectory: false)
             default: break
             }
         }
@@ -47,24 +56,58 @@ struct PlannerTests {
 
     func active(_ t: Tenant) -> Tenant { var t = t; t.status = .active; return t }
 
-    @Test("a new tenant: user, directories, vhost, pool, starter page, verify")
+    @Test("a new tenant on an empty server: the whole plan, step by step")
     func newTenant() throws {
         let t = try RendererTests.tenant()
-        let plan = try planner(FakeObserver()).plan(tenants: [t], aliases: [:])
-        let ops = plan.actions(for: t.code).map(\.op)
-        #expect(ops.filter { $0 == "create-user" }.count == 1)
-        #expect(ops.filter { $0 == "create-directory" }.count == 5)
-        #expect(ops.filter { $0 == "create-config" }.count == 2)
-        #expect(ops.contains("write-starter-page"))
-        #expect(ops.last == "verify")
-        #expect(plan.reloads == [.nginx, .php("8.2")])
+        let c = config
+        let r = try Renderer(config: c)
+        let plan = try plan(FakeObserver(), [t])
+        let home = c.webRoot + "/cileunyi-kulon", logs = c.tenantLogRoot + "/cileunyi-kulon"
+        let user = "dgold3204052001", uid = 310_000
+        let php = c.php["8.2"]!
+        func dir(_ p: String, _ u: Int, _ g: Int, _ m: Int, _ who: String? = nil) -> Step {
+            Step(who, "create-directory", .directories, .directory(DirSpec(path: p, uid: u, gid: g, mode: m)))
+        }
+        func file(_ p: String, _ u: Int, _ m: Int = 0o640) -> Step {
+            Step(t.code, "create-file", .directories, .file(FileSpec(path: logs + "/" + p, uid: u, gid: uid, mode: m)))
+        }
+        let spec = UserSpec(name: user, uid: uid, home: home, comment: "desa Cileunyi Kulon")
+        let expected: [Step] = [
+            Step(nil, "create-sysusers", .users, .userBatch(UserBatch(file: c.sysusersFile, content: Users.sysusersText([spec])))),
+            dir(c.webRoot, 0, 0, 0o711), dir(c.archiveDir, 0, 0, 0o700), dir(c.logDir, 0, 0, 0o755), dir(c.tenantLogRoot, 0, 0, 0o711),
+            dir(c.acmeRoot, 0, 0, 0o755), dir(c.acmeRoot + "/.well-known", 0, 0, 0o755),
+            dir(c.acmeRoot + "/.well-known/acme-challenge", 0, 0, 0o755), dir(c.nginxSitesDir, 0, 0, 0o755),
+            dir(php.poolDir, 0, 0, 0o755), dir(php.socketDir, 0, 0, 0o755),
+            Step(t.code, "create-user", .users, .user(spec)),
+            dir(home, uid, webGID, 0o750, t.code), dir(home + "/public", uid, webGID, 0o2750, t.code),
+            dir(home + "/tmp", uid, uid, 0o700, t.code), dir(home + "/sessions", uid, uid, 0o700, t.code),
+            dir(logs, 0, uid, 0o751, t.code),
+            file("access.log", webUID), file("php-slow.log", 0), file("php-error.log", uid), file("error.log", 0),
+            Step(t.code, "create-link", .directories, .link(path: home + "/logs", target: logs)),
+            Step(t.code, "write-starter-page", .directories, .content(ContentSpec(path: home + "/public/index.html",
+                 content: try r.starterPage(t, aliases: []), uid: uid, gid: webGID, mode: 0o640))),
+            Step(t.code, "create-config", .files, .managed(ManagedFile(path: c.nginxSitesDir + "/cileunyi-kulon.conf",
+                 content: try r.vhost(t, aliases: []), service: "nginx", blame: [home + "/"]))),
+            Step(t.code, "create-config", .files, .managed(ManagedFile(path: php.poolDir + "/" + user + ".conf",
+                 content: try r.pool(t, aliases: []), service: "php8.2-fpm", blame: ["[pool \(user)]", home + "/"]))),
+            Step(t.code, "verify", .verify, .verify(Verification(expect: .active, probes: [
+                .http(host: "cileunyi-kulon.bandungkab.go.id", address: c.probeAddress, expect: .active),
+                .socket(path: php.socketDir + "/" + user + ".sock"),
+            ]))),
+        ]
+        #expect(plan.steps.count == expected.count)
+        for (a, b) in zip(plan.steps, expected) { #expect(a == b) }
+        #expect(plan.unknown == [])
+        #expect(plan.reloads == ["nginx", "php8.2-fpm"])
+        #expect(plan.services.map(\.name) == ["nginx", "php8.2-fpm", "systemd"])
+        #expect(plan.scale == 1)
     }
 
     @Test("a converged server plans nothing")
     func convergedIsEmpty() throws {
         let t = try RendererTests.tenant()
         let o = try converged([t])
-        let plan = try planner(o).plan(tenants: [active(t)], aliases: [:])
+        let plan = try plan(o, [active(t)])
         #expect(plan.isEmpty, "\(plan.lines(slugs: [:]))")
     }
 
@@ -74,42 +117,54 @@ struct PlannerTests {
         let o = try converged([t])
         let vhost = config.nginxSitesDir + "/cileunyi-kulon.conf"
         o.files[vhost] = "server { listen 80; server_name hand-made; }\n"
-        let plan = try planner(o).plan(tenants: [active(t)], aliases: [:])
-        #expect(plan.actions.contains { if case .fail(_, let r) = $0 { return r.contains("not managed by desa") }; return false })
-        #expect(!plan.actions.contains { if case .writeConfig(_, let p, _, _, _) = $0 { return p == vhost }; return false })
+        #expect(try plan(o, [active(t)]).steps == [
+            .fail(t.code, "\(vhost) exists and is not managed by desa for this tenant; refusing to overwrite it"),
+        ])
         // A foreign file that no tenant wants is left alone too.
         let o2 = try converged([t])
         o2.files[config.nginxSitesDir + "/operator.conf"] = "server { }\n"
-        #expect(try planner(o2).plan(tenants: [active(t)], aliases: [:]).isEmpty)
+        #expect(try plan(o2, [active(t)]).isEmpty)
     }
 
     @Test("drift is repaired: a changed file, a wrong mode, a missing user")
     func drift() throws {
         let t = try RendererTests.tenant()
         let o = try converged([t])
-        o.files[config.nginxSitesDir + "/cileunyi-kulon.conf"]! += "# edited by hand\n"
+        let vhost = config.nginxSitesDir + "/cileunyi-kulon.conf"
+        let wanted = o.files[vhost]!
+        o.files[vhost]! += "# edited by hand\n"
         o.stats[t.home(config) + "/public"]!.mode = 0o777
+        let spec = o.users["dgold3204052001"]!
         o.users = [:]
-        let ops = try planner(o).plan(tenants: [active(t)], aliases: [:]).actions.map(\.op)
-        #expect(ops.contains("update-config"))
-        #expect(ops.contains("fix-directory"))
-        #expect(ops.contains("create-user"))
+        let steps = try plan(o, [active(t)]).steps
+        #expect(steps.map(\.op) == ["create-user", "fix-directory", "update-config", "verify"], "\(steps.map(\.op))")
+        #expect(steps[0].effect == .user(UserSpec(name: spec.name, uid: spec.uid, home: spec.home, comment: "desa Cileunyi Kulon")))
+        #expect(steps[1].effect == .directory(DirSpec(path: t.home(config) + "/public", uid: t.uid, gid: webGID, mode: 0o2750)))
+        #expect(steps[2].effect == .managed(ManagedFile(path: vhost, content: wanted, service: "nginx", blame: [t.home(config) + "/"])))
     }
 
-    @Test("a deleted tenant: configs removed, user deleted, home archived")
+    @Test("a deleted tenant: configs removed, processes ended, home archived, user deleted")
     func deleted() throws {
         var t = try RendererTests.tenant()
         let o = try converged([t])
+        o.processes = [t.uid: 2]
         t.desired = .deleted
         t.status = .active
-        let plan = try planner(o).plan(tenants: [t], aliases: [:])
-        let ops = plan.actions.map(\.op)
-        #expect(ops.filter { $0 == "remove-config" }.count == 2)
-        #expect(ops.contains("delete-user"))
-        #expect(ops.contains("archive-home"))
-        #expect(plan.actions.contains { if case .archiveHome(_, _, let to) = $0 { return to.hasSuffix("cileunyi-kulon-3204052001-20270115T080000Z") }; return false })
+        let home = t.home(config), logs = t.logDir(config)
+        let pool = config.php["8.2"]!.poolDir + "/dgold3204052001.conf"
+        let expected: [Step] = [
+            Step(nil, "update-sysusers", .users, .userBatch(UserBatch(file: config.sysusersFile, content: Users.sysusersText([])))),
+            Step(t.code, "delete-user", .userRemoval, .operation(DeleteUser(name: "dgold3204052001"))),
+            Step(t.code, "stop-processes", .stop, .operation(StopProcesses(uid: t.uid, gid: t.uid, count: 2))),
+            Step(t.code, "archive-home", .archive, .operation(ArchiveHome(home: home, logDir: logs,
+                 to: config.archiveDir + "/cileunyi-kulon-3204052001-20270115T080000Z"))),
+            Step(t.code, "remove-config", .files, .managed(ManagedFile(path: config.nginxSitesDir + "/cileunyi-kulon.conf", content: nil, service: "nginx"))),
+            Step(t.code, "remove-config", .files, .managed(ManagedFile(path: pool, content: nil, service: "php8.2-fpm"))),
+            Step(t.code, "verify", .verify, .verify(Verification(expect: .deleted, probes: []))),
+        ]
+        #expect(try plan(o, [t]).steps == expected)
         t.purge = true
-        #expect(try planner(o).plan(tenants: [t], aliases: [:]).actions.map(\.op).contains("purge-home"))
+        #expect(try plan(o, [t]).steps.map(\.op).contains("purge-home"))
     }
 
     @Test("users and configs of this prefix that the database does not know are reported, removed only when asked")
@@ -117,16 +172,17 @@ struct PlannerTests {
         let t = try RendererTests.tenant()
         let o = try converged([t])
         o.users["dgold3204059999"] = SystemUser(name: "dgold3204059999", uid: 310_099, gid: 310_099, home: "/x")
-        let plan = try planner(o).plan(tenants: [active(t)], aliases: [:])
-        #expect(plan.actions == [])
-        #expect(plan.unknown == ["user dgold3204059999 (uid 310099)"])
-        // An emptied database: nothing of the 1 tenant on disk is planned for removal.
-        let empty = try planner(o).plan(tenants: [], aliases: [:])
-        #expect(empty.actions.isEmpty, "\(empty.lines(slugs: [:]))")
+        let p = try plan(o, [active(t)])
+        #expect(p.steps == [])
+        #expect(p.unknown == ["user dgold3204059999 (uid 310099)"])
+        // An emptied database: nothing of the 1 tenant on disk is planned for removal
+        // (only the declaration of users, which lists none).
+        let empty = try plan(o, [])
+        #expect(empty.steps.map(\.op) == ["update-sysusers"], "\(empty.lines(slugs: [:]))")
         #expect(empty.unknown.count == 4, "\(empty.unknown)")
-        var p = try planner(o)
-        p.removeUnknown = true
-        #expect(try p.plan(tenants: [active(t)], aliases: [:]).actions == [.deleteUser(tenant: nil, name: "dgold3204059999")])
+        #expect(try plan(o, [active(t)], removeUnknown: true).steps == [
+            Step(nil, "delete-user", .userRemoval, .operation(DeleteUser(name: "dgold3204059999"))),
+        ])
     }
 
     @Test("a user with a tenant's name but another UID or home is never adopted: the tenant fails")
@@ -134,14 +190,14 @@ struct PlannerTests {
         let t = try RendererTests.tenant()
         let o = try converged([t])
         o.users["dgold3204052001"]!.uid = 995
-        let plan = try planner(o).plan(tenants: [active(t)], aliases: [:])
-        guard case .fail(_, let reason)? = plan.actions.first, plan.actions.count == 1 else {
-            Issue.record("\(plan.lines(slugs: [:]))"); return
+        let steps = try plan(o, [active(t)]).steps
+        guard case .fail(let reason)? = steps.first?.effect, steps.count == 1 else {
+            Issue.record("\(steps.map(\.op))"); return
         }
         #expect(reason.contains("UID 995") && reason.contains("never takes over"))
         var deleted = t
         deleted.desired = .deleted
-        #expect(!(try planner(o).plan(tenants: [deleted], aliases: [:])).actions.map(\.op).contains("delete-user"))
+        #expect(!(try plan(o, [deleted])).steps.map(\.op).contains("delete-user"))
     }
 
     @Test("a suspended tenant loses its pool and its processes")
@@ -149,10 +205,10 @@ struct PlannerTests {
         var t = try RendererTests.tenant()
         let o = try converged([t])
         o.processes = [t.uid: 3]
-        #expect(try planner(o).plan(tenants: [active(t)], aliases: [:]).isEmpty, "an active tenant's processes are its own business")
+        #expect(try plan(o, [active(t)]).isEmpty, "an active tenant's processes are its own business")
         t.desired = .suspended
-        let ops = try planner(o).plan(tenants: [active(t)], aliases: [:]).actions.map(\.op)
-        #expect(ops == ["update-config", "stop-processes", "verify", "remove-config"], "\(ops)")
+        let ops = try plan(o, [active(t)]).steps.map(\.op)
+        #expect(ops == ["stop-processes", "update-config", "remove-config", "verify"], "\(ops)")
     }
 
     @Test("a suspended tenant gets the 503 block, and its aliases follow it")
@@ -160,13 +216,15 @@ struct PlannerTests {
         var t = try RendererTests.tenant()
         let o = try converged([t])
         t.desired = .suspended
-        let plan = try planner(o).plan(tenants: [active(t)], aliases: [t.code: ["cileunyikulon.desa.id"]])
-        guard case .writeConfig(_, _, let content, .nginx, false)? = plan.actions.first(where: { $0.op == "update-config" }) else {
+        let plan = try plan(o, [active(t)], aliases: [t.code: ["cileunyikulon.desa.id"]])
+        guard case .managed(let m)? = plan.steps.first(where: { $0.op == "update-config" })?.effect, m.service == "nginx" else {
             Issue.record("no vhost update"); return
         }
-        #expect(content.contains("return 503"))
-        #expect(content.contains("server_name cileunyi-kulon.bandungkab.go.id cileunyikulon.desa.id;"))
-        #expect(plan.actions.contains(.verify(tenant: t.code, expect: .suspended)))
+        #expect(m.content?.contains("return 503") == true)
+        #expect(m.content?.contains("server_name cileunyi-kulon.bandungkab.go.id cileunyikulon.desa.id;") == true)
+        #expect(plan.steps.last == Step(t.code, "verify", .verify, .verify(Verification(expect: .suspended, probes: [
+            .http(host: "cileunyi-kulon.bandungkab.go.id", address: config.probeAddress, expect: .suspended),
+        ]))))
     }
 
     @Test("a tenant whose template is missing is marked failed and its files are kept")
@@ -174,9 +232,8 @@ struct PlannerTests {
         var t = try RendererTests.tenant()
         let o = try converged([t])
         t.template = "gone"
-        let plan = try planner(o).plan(tenants: [active(t)], aliases: [:])
-        #expect(plan.actions.count == 1)
-        #expect(plan.actions.first?.op == "fail")
+        let steps = try plan(o, [active(t)]).steps
+        #expect(steps.map(\.op) == ["fail"])
     }
 
     @Test("a starter page that does not render fails only its tenant; its vhost and pool stay")
@@ -191,9 +248,8 @@ struct PlannerTests {
         try "{{#unclosed}}".write(toFile: ops + "/pages/starter.html.mustache", atomically: true, encoding: .utf8)
         var c = config
         c.operatorTemplates = ops
-        let plan = try Planner(config: c, renderer: try Renderer(config: c), observer: o, webGID: webGID,
-                               now: Date(timeIntervalSince1970: 1_800_000_000)).plan(tenants: [t], aliases: [:])
-        #expect(plan.actions.map(\.op) == ["fail"], "\(plan.actions.map(\.op))")
-        #expect(plan.actions.first?.subject.contains("starter") == true, "\(plan.actions.first?.subject ?? "")")
+        let steps = try plan(o, [t], config: c).steps
+        #expect(steps.map(\.op) == ["fail"], "\(steps.map(\.op))")
+        #expect(steps.first?.subject.contains("starter") == true, "\(steps.first?.subject ?? "")")
     }
 }

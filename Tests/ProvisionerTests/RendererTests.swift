@@ -97,12 +97,12 @@ struct RendererTests {
             try FileManager.default.createDirectory(atPath: c.tenantLogRoot + "/t\(i)", withIntermediateDirectories: true)
             try AtomicFiles.write([FileWrite(path: c.nginxSitesDir + "/t\(i).conf", content: try r.vhost(t, aliases: ["t\(i).desa.id"]))])
         }
-        let nginx = try ServiceControl(config: c, runner: runner).test(.nginx)
+        let nginx = try ServiceControl(config: c, runner: runner).test(.nginx(c))
         #expect(nginx.ok, "\(nginx.message)")
         // The pool names a user; www-data exists everywhere nginx is installed.
         let pool = try r.pool(try Self.tenant(), aliases: []).replacingOccurrences(of: "dgold3204052001\n", with: "www-data\n")
         try AtomicFiles.write([FileWrite(path: c.php["8.2"]!.poolDir + "/p.conf", content: pool)])
-        let php = try ServiceControl(config: c, runner: runner).test(.php("8.2"))
+        let php = try ServiceControl(config: c, runner: runner).test(.phpFPM("8.2", c))
         #expect(php.ok, "\(php.message)")
     }
 }

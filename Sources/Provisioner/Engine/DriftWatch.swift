@@ -40,10 +40,10 @@ public final class DriftWatch {
         // php-fpm leaves every config in place while every PHP page answers 502.
         let findings = engine.checkServices()
         let tenants = try engine.store.tenants()
-        let plan = try engine.planner().plan(tenants: tenants, aliases: try engine.store.aliases())
+        let plan = try engine.planner.plan(try engine.desired(tenants, aliases: try engine.store.aliases()))
         var drifted: [String: [String]] = [:]
         var server: [String] = []
-        for a in plan.actions {
+        for a in plan.steps {
             let line = "\(a.op) \(a.subject)"
             if let t = a.tenant { drifted[t, default: []].append(line) } else { server.append(line) }
         }

@@ -15,7 +15,12 @@ public final class Engine {
     public let logger: Logger
     public let progress: ProgressReporting
     public let actor: String
-    public var now: () -> Date = Date.init
+    /// Where every timestamp and deadline comes from.
+    public var time: TimeSource = .system
+    /// The capabilities plan and apply ask, in order (tests add their own).
+    public var capabilities: [any Capability] = Capabilities.builtIn
+
+    func now() -> Date { time.now() }
 
     public init(config: Config, runner: ProcessRunning = SystemProcessRunner(), journal: JournalWriting = SystemJournal(),
                 logger: Logger = Logger(label: "desa"), progress: ProgressReporting = SilentProgress(),
@@ -36,17 +41,24 @@ public final class Engine {
         return "uid \(geteuid())"
     }
 
-    var users: Users { Users(runner: runner, passwdFile: config.passwdFile, sysusersFile: config.sysusersFile) }
-    var services: ServiceControl { ServiceControl(config: config, runner: runner) }
+    var context: ApplyContext { ApplyContext(config: config, runner: runner, time: time) }
+    var users: Users { context.users }
+    var services: ServiceControl { context.services }
+    /// Every service the capabilities declare.
+    public var serviceSpecs: [ServiceSpec] { Capabilities.services(config, capabilities) }
 
     func renderer() throws -> Renderer { try Renderer(config: config) }
 
-    func planner(removeUnknown: Bool = false) throws -> Planner {
-        var p = Planner(config: config, renderer: try renderer(), observer: SystemObserver(users: users),
-                        webGID: Int(try Users.gid(ofGroup: config.webGroup)), now: now())
-        p.webUID = getpwnam(config.webGroup).map { Int($0.pointee.pw_uid) } ?? p.webGID
-        p.removeUnknown = removeUnknown
-        return p
+    var planner: Planner {
+        Planner(capabilities: capabilities, observer: SystemObserver(users: context.users))
+    }
+
+    /// The desired state of these tenants, with what rendering needs.
+    func desired(_ tenants: [Tenant], aliases: [String: [String]], removeUnknown: Bool = false) throws -> DesiredState {
+        let webGID = Int(try Users.gid(ofGroup: config.webGroup))
+        let webUID = getpwnam(config.webGroup).map { Int($0.pointee.pw_uid) } ?? webGID
+        return DesiredState(config: config, renderer: try renderer(), tenants: tenants, aliases: aliases,
+                            webGID: webGID, webUID: webUID, now: now(), removeUnknown: removeUnknown)
     }
 
     /// Takes the one-writer lock. Reads and dry runs take it too, so they never see an
@@ -67,12 +79,12 @@ public final class Engine {
         let rollback = RollbackJournal(dir: config.rollbackDir)
         guard rollback.pending() != nil else { return }
         let s = services
-        for svc in s.all { s.waitUntilSettled(svc) }
+        for svc in serviceSpecs { s.waitUntilSettled(svc) }
         let restored = rollback.recover()
         let msg = "a previous apply was interrupted; restored \(restored) config files to their last good state"
         logger.warning("\(msg)")
         journal.send(["MESSAGE": msg, "DESA_OP": "recover", "PRIORITY": "\(JournalPriority.warning.rawValue)"])
-        for svc in s.all where s.runningPID(svc) != nil || config.mode == .production {
+        for svc in serviceSpecs where s.runningPID(svc) != nil || config.mode == .production {
             if try s.test(svc).ok { try? s.reloadOrStart(svc) }
             s.waitUntilSettled(svc)
         }
@@ -81,11 +93,11 @@ public final class Engine {
     /// Checks that nginx's and php-fpm's masters run (starting them again in a sandbox);
     /// each finding is logged and journaled. Returns the findings.
     public func checkServices() -> [ServiceControl.Finding] {
-        let found = services.ensureRunning()
+        let found = services.ensureRunning(serviceSpecs)
         for f in found {
             let priority: JournalPriority = f.repaired ? .warning : .err
             if f.repaired { logger.warning("\(f.message)") } else { logger.error("\(f.message)") }
-            journal.send(["MESSAGE": f.message, "DESA_OP": "service", "DESA_SERVICE": f.service.description,
+            journal.send(["MESSAGE": f.message, "DESA_OP": "service", "DESA_SERVICE": f.service,
                           "PRIORITY": "\(priority.rawValue)"])
         }
         return found
@@ -93,7 +105,7 @@ public final class Engine {
 
     /// The plan that `apply` would carry out now. Reads only.
     public func plan() throws -> Plan {
-        try planner().plan(tenants: try store.tenants(), aliases: try store.aliases())
+        try planner.plan(try desired(try store.tenants(), aliases: try store.aliases()))
     }
 
     public func slugsByCode() throws -> [String: String] {
@@ -122,7 +134,8 @@ public final class Engine {
             }
             findings = checkServices()
         }
-        let planner = try planner(removeUnknown: removeUnknown)
+        let planner = self.planner
+        let desiredBase = try desired([], aliases: [:], removeUnknown: removeUnknown)
         var plan = Plan()
         var tenants: [Tenant] = []
         do {
@@ -130,7 +143,10 @@ public final class Engine {
                 try db.inTransaction {
                     try change(db)
                     tenants = try Tenant.order(Column("code")).fetchAll(db)
-                    plan = try planner.plan(tenants: tenants, aliases: try Self.aliases(db))
+                    var d = desiredBase
+                    d.tenants = tenants
+                    d.aliases = try Self.aliases(db)
+                    plan = try planner.plan(d)
                     return dryRun || !plan.unknown.isEmpty ? .rollback : .commit
                 }
             }
@@ -144,7 +160,7 @@ public final class Engine {
             record(op: op, target: target, outcome: "error", detail: e.message)
             throw e
         }
-        var report = try converge(op: op, target: target, planner: planner, plan: plan, tenants: tenants)
+        var report = try converge(op: op, target: target, plan: plan, tenants: tenants)
         report.findings = findings
         return report
     }
@@ -161,16 +177,11 @@ public final class Engine {
         return out
     }
 
-    func converge(op: String, target: String, planner: Planner, plan: Plan, tenants: [Tenant]) throws -> ChangeReport {
-        let live = tenants.filter { $0.desired != .deleted }
-        let allUsers = live.map { t in
-            UserSpec(name: t.userName(prefix: config.userPrefix), uid: t.uid, home: t.home(config), comment: "\(t.kind.rawValue) \(t.name)")
-        }
-        let applier = Applier(config: config, services: services, users: users,
-                              webGID: planner.webGID, progress: progress)
+    func converge(op: String, target: String, plan: Plan, tenants: [Tenant]) throws -> ChangeReport {
+        let applier = Applier(context: context, progress: progress)
         let result: ApplyResult
         do {
-            result = try applier.apply(plan, tenants: tenants, allUsers: allUsers)
+            result = try applier.apply(plan)
         } catch {
             record(op: op, target: target, outcome: "error", detail: Applier.message(error))
             throw error
@@ -235,13 +246,13 @@ public struct ChangeReport: Sendable {
 
     public var summary: String {
         var counts: [String: Int] = [:]
-        for a in plan.actions { counts[a.op, default: 0] += 1 }
+        for a in plan.steps { counts[a.op, default: 0] += 1 }
         let planText = counts.isEmpty ? "nothing to change" : counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
         guard let r = result else { return "plan: " + planText }
         var statuses: [String: Int] = [:]
         for o in r.outcomes.values { statuses[o.status.rawValue, default: 0] += 1 }
         let st = statuses.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
-        let reloads = r.reloaded.isEmpty ? "" : "; reloaded \(r.reloaded.map(\.description).joined(separator: ", "))"
+        let reloads = r.reloaded.isEmpty ? "" : "; reloaded \(r.reloaded.joined(separator: ", "))"
         return planText + reloads + (st.isEmpty ? "" : "; tenants: " + st)
     }
 }

@@ -214,20 +214,20 @@ public enum Sandbox {
         try prepare(c)
         let s = ServiceControl(config: c, runner: runner)
         for v in c.php.keys.sorted() {
-            let r = try s.test(.php(v))
+            let r = try s.test(.phpFPM(v, c))
             if !r.ok { throw DesaError(.checkFailed, "php-fpm \(v) configuration fails its check: \(r.message)") }
-            try s.start(.php(v))
+            try s.start(.phpFPM(v, c))
         }
-        let r = try s.test(.nginx)
+        let r = try s.test(.nginx(c))
         if !r.ok { throw DesaError(.checkFailed, "nginx configuration fails its check: \(r.message)") }
-        try s.start(.nginx)
+        try s.start(.nginx(c))
     }
 
     public static func stop(_ c: Config, runner: ProcessRunning = SystemProcessRunner()) throws {
         try requireSandbox(c)
         let s = ServiceControl(config: c, runner: runner)
-        s.stop(.nginx)
-        for v in c.php.keys.sorted() { s.stop(.php(v)) }
+        s.stop(.nginx(c))
+        for v in c.php.keys.sorted() { s.stop(.phpFPM(v, c)) }
     }
 
     public struct Status: Sendable {
@@ -255,7 +255,7 @@ public enum Sandbox {
         if FileManager.default.fileExists(atPath: c.databasePath) {
             for t in try StateStore(path: c.databasePath).tenants() { counts[t.status.rawValue, default: 0] += 1 }
         }
-        return Status(nginxPID: s.runningPID(.nginx), php: c.php.keys.sorted().map { ($0, s.runningPID(.php($0))) },
+        return Status(nginxPID: s.runningPID(.nginx(c)), php: c.php.keys.sorted().map { ($0, s.runningPID(.phpFPM($0, c))) },
                       listen: c.nginxListen, tenants: counts)
     }
 

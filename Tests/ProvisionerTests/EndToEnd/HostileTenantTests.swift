@@ -241,20 +241,20 @@ struct HostileTenantTests {
         let home = c.webRoot + "/cileunyi-kulon"
         try "<?php echo 'php ok';".write(toFile: home + "/public/ok.php", atomically: false, encoding: .utf8)
         let s = ServiceControl(config: c, runner: h.runner)
-        kill(try #require(s.runningPID(.php("8.2"))), SIGKILL)
+        kill(try #require(s.runningPID(.phpFPM("8.2", c))), SIGKILL)
         Thread.sleep(forTimeInterval: 0.2)
-        #expect(s.runningPID(.php("8.2")) == nil)
+        #expect(s.runningPID(.phpFPM("8.2", c)) == nil)
         let agent = try h.runner.run([AgentTests.agent, "--config", h.configPath, "--once"])
         #expect(agent.status == 3, "the agent does not call a dead php-fpm converged: \(agent.stdout)")
-        #expect(s.runningPID(.php("8.2")) != nil, "and it started it again, past the orphaned workers")
+        #expect(s.runningPID(.phpFPM("8.2", c)) != nil, "and it started it again, past the orphaned workers")
         #expect(try h.get("cileunyi-kulon.bandungkab.go.id", "/ok.php").body == "php ok")
 
-        kill(try #require(s.runningPID(.nginx)), SIGKILL)
+        kill(try #require(s.runningPID(.nginx(c))), SIGKILL)
         Thread.sleep(forTimeInterval: 0.2)
         let r = try h.desactl("apply")
         #expect(r.ok, "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.contains("nginx was not running; started it again"), "\(r.stdout)")
-        #expect(s.runningPID(.nginx) != nil)
+        #expect(s.runningPID(.nginx(c)) != nil)
         #expect(try h.get("cileunyi-kulon.bandungkab.go.id", "/ok.php").body == "php ok")
         #expect(try h.desactl("tenant", "create", "32.04.05.2009", "--name", "Baru", "--district", "Cileunyi").ok,
                 "later changes reload fine")
@@ -284,7 +284,7 @@ struct HostileTenantTests {
             p.waitUntilExit()
             let r = try h.desactl("apply")
             #expect(r.ok, "round \(round): \(r.stdout) \(r.stderr)")
-            #expect(s.runningPID(.nginx) != nil && s.runningPID(.php("8.2")) != nil, "round \(round): a master is down")
+            #expect(s.runningPID(.nginx(c)) != nil && s.runningPID(.phpFPM("8.2", c)) != nil, "round \(round): a master is down")
             #expect(try h.get("cileunyi-kulon.bandungkab.go.id", "/ok.php").body == "php ok", "round \(round)")
         }
     }

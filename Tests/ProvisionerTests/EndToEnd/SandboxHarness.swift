@@ -61,7 +61,7 @@ final class SandboxHarness {
         try Users(runner: runner, passwdFile: "/etc/passwd", sysusersFile: "/dev/null").tenants(prefix: prefix)
     }
 
-    func nginxTest() throws -> ProcessResult { try ServiceControl(config: try config(), runner: runner).test(.nginx) }
+    func nginxTest() throws -> ProcessResult { try ServiceControl(config: try config(), runner: runner).test(.nginx(try config())) }
 
     /// The first `count` villages of Kab. Bandung as a CSV in the sandbox.
     func bandungSubset(_ count: Int) throws -> String {

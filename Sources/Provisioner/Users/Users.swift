@@ -7,14 +7,6 @@ public struct SystemUser: Sendable, Equatable {
     public var home: String
 }
 
-/// A tenant user to create: name, UID (= GID of its own group), home, description.
-public struct UserSpec: Sendable, Equatable {
-    public var name: String
-    public var uid: Int
-    public var home: String
-    public var comment: String
-}
-
 /// Creates and removes tenant users. Creation is declarative and batched: one
 /// `systemd-sysusers FILE` call for any number of users (useradd costs ~10 ms each).
 public struct Users: Sendable {
@@ -54,10 +46,8 @@ public struct Users: Sendable {
         return out
     }
 
-    /// Writes the declarative file for `all` desired users and lets systemd-sysusers
-    /// create whichever are missing.
-    public func create(all desired: [UserSpec]) throws {
-        try AtomicFiles.write([FileWrite(path: sysusersFile, content: Self.sysusersText(desired), mode: 0o644)])
+    /// Lets systemd-sysusers create whichever users of the declaration file are missing.
+    public func createDeclared() throws {
         let r = try runner.run(["/usr/bin/systemd-sysusers", sysusersFile])
         if !r.ok { throw DesaError.system("systemd-sysusers failed: \(r.message)") }
     }

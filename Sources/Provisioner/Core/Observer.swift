@@ -19,6 +19,8 @@ public protocol Observing {
     func stat(_ path: String) -> FileStat?
     /// How many processes run with each of these UIDs (only UIDs with any are returned).
     func processCounts(uids: Set<Int>) -> [Int: Int]
+    /// A file's content, or nil when there is none.
+    func read(_ path: String) -> String?
 }
 
 public struct SystemObserver: Observing {
@@ -47,6 +49,8 @@ public struct SystemObserver: Observing {
         return FileStat(uid: Int(st.st_uid), gid: Int(st.st_gid), mode: Int(st.st_mode & 0o7777),
                         isDirectory: (st.st_mode & S_IFMT) == S_IFDIR)
     }
+
+    public func read(_ path: String) -> String? { AtomicFiles.read(path) }
 
     public func processCounts(uids: Set<Int>) -> [Int: Int] {
         uids.isEmpty ? [:] : Processes.counts(uids: uids)

@@ -38,36 +38,8 @@ extension Applier {
         try h.symlink(target, named: name)
     }
 
-    static func writeStarterPage(_ path: String, content: String, uid: Int, gid: Int, config: Config) throws {
-        let (h, name) = try parent(of: path, config: config)
-        try h.writeFile(name, content: content, mode: 0o640, uid: uid, gid: gid)
-    }
-
-    /// Moves a home into the archive and gives everything in it to root: the UID will be
-    /// reused. The tenant's server logs go along, as `server-logs`.
-    static func archive(_ t: Tenant, to: String, config: Config) throws {
-        let name = (to as NSString).lastPathComponent
-        let archive = try DirHandle.open(config.archiveDir)
-        let web = try DirHandle.open(config.webRoot)
-        if web.stat(t.slug) != nil {
-            try web.move(t.slug, to: archive, as: name)
-        }
-        let archived = try archive.ensureDir(name, uid: 0, gid: 0, mode: 0o700)
-        if let logs = try? DirHandle.open(config.tenantLogRoot), logs.stat(t.slug) != nil {
-            try logs.move(t.slug, to: archived, as: "server-logs")
-        }
-        try archived.chownTree(uid: 0, gid: 0)
-        try archived.ensureOwnership(uid: 0, gid: 0, mode: 0o700)
-    }
-
-    static func purge(_ t: Tenant, config: Config) throws {
-        try DirHandle.open(config.webRoot).removeTree(t.slug)
-        if let logs = try? DirHandle.open(config.tenantLogRoot) { try logs.removeTree(t.slug) }
-    }
-
-    /// Ends every process of a suspended or deleted tenant, forks included.
-    static func stopProcesses(uid: Int, gid: Int) throws {
-        let left = try Processes.killAll(uid: uid, gid: gid, timeout: 5)
-        if left > 0 { throw DesaError.system("\(left) processes of uid \(uid) are still running after SIGKILL") }
+    static func writeContent(_ c: ContentSpec, config: Config) throws {
+        let (h, name) = try parent(of: c.path, config: config)
+        try h.writeFile(name, content: c.content, mode: c.mode, uid: c.uid, gid: c.gid)
     }
 }

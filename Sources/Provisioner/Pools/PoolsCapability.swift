@@ -1,0 +1,82 @@
+import Foundation
+
+/// Each active tenant's PHP-FPM pool, `<pool_dir>/<user>.conf` under its PHP version,
+/// running as the tenant's user on its own socket. A suspended tenant has no pool: it
+/// runs no PHP at all. Verification asks the pool's socket to accept a connection.
+public struct PoolsCapability: Capability {
+    public struct Observation: Sendable {
+        /// This capability's files in every pool directory (`<user>.conf`), by path.
+        public var files: [String: String]
+        public var stats: [String: FileStat]
+    }
+
+    public init() {}
+    public var name: String { "pools" }
+
+    public func services(_ config: Config) -> [ServiceSpec] { config.php.keys.sorted().map { .phpFPM($0, config) } }
+
+    func baseDirectories(_ c: Config) -> [DirSpec] {
+        c.php.keys.sorted().flatMap { v -> [DirSpec] in
+            let p = c.php[v]!
+            return [DirSpec(path: p.poolDir, uid: 0, gid: 0, mode: 0o755), DirSpec(path: p.socketDir, uid: 0, gid: 0, mode: 0o755)]
+        }
+    }
+
+    /// A pool's file name is a tenant user's name and `.conf`.
+    static func isPoolName(_ name: String, prefix: String) -> Bool {
+        let base = name.dropLast(5)
+        return name.hasSuffix(".conf") && base.hasPrefix(prefix) && base.count == prefix.count + 10
+            && base.dropFirst(prefix.count).allSatisfy { $0.isASCII && $0.isNumber }
+    }
+
+    public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
+        var stats: [String: FileStat] = [:]
+        for dir in baseDirectories(d.config) { if let st = host.stat(dir.path) { stats[dir.path] = st } }
+        let prefix = d.config.userPrefix
+        let files = host.configFiles(in: Array(Set(d.config.php.values.map(\.poolDir))).sorted())
+            .filter { Self.isPoolName(($0.key as NSString).lastPathComponent, prefix: prefix) }
+        return Observation(files: files, stats: stats)
+    }
+
+    public func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
+        var out = CapabilityPlan()
+        var seenDirs = Set<String>()
+        for dir in baseDirectories(d.config) where seenDirs.insert(dir.path).inserted {
+            if let s = Step.ensure(dir, nil, seen.stats) { out.steps.append(s) }
+        }
+        var files = seen.files
+        for t in d.tenants where t.desired == .active {
+            do {
+                let php = try d.config.phpVersion(t.php)
+                let path = php.poolDir + "/" + t.userName(prefix: d.config.userPrefix) + ".conf"
+                let existing = files.removeValue(forKey: path)
+                let content = try d.renderer.pool(t, aliases: d.aliases[t.code] ?? [])
+                if let s = Step.write(path, content, service: ServiceSpec.phpFPM(t.php, d.config).name, tenant: t.code, existing: existing,
+                                      blame: ["[pool \(t.userName(prefix: d.config.userPrefix))]", t.home(d.config) + "/"]) {
+                    out.steps.append(s)
+                }
+                out.probes[t.code] = [.socket(path: try t.phpSocket(d.config))]
+            } catch {
+                out.steps.append(.fail(t.code, Applier.message(error)))
+            }
+        }
+        // A leftover pool belongs to the php-fpm of the directory it is in.
+        for v in d.config.php.keys.sorted() {
+            let dir = d.config.php[v]!.poolDir + "/"
+            let mine = files.filter { $0.key.hasPrefix(dir) && !$0.key.dropFirst(dir.count).contains("/") }
+            for k in mine.keys { files[k] = nil }
+            orphanSteps(mine, service: ServiceSpec.phpFPM(v, d.config).name, known: d.known, removeUnknown: d.removeUnknown, into: &out)
+        }
+        return out
+    }
+}
+
+extension ServiceSpec {
+    /// The php-fpm master of one PHP version, as the config runs it.
+    public static func phpFPM(_ version: String, _ c: Config) -> ServiceSpec {
+        guard let p = c.php[version] else { return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM) }
+        return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM, binary: p.binary, check: [p.binary, "-t", "-y", p.mainConf],
+                           start: [p.binary, "-y", p.mainConf], pidFile: p.pidFile, unit: c.mode == .production ? p.service : "",
+                           socketDir: p.socketDir)
+    }
+}

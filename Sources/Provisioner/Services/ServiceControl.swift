@@ -1,0 +1,199 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Checks, reloads, starts and stops the services desa writes configuration for, as
+/// `ServiceSpec` values. In a sandbox desactl runs the masters itself (pid files and
+/// signals); in production it asks systemd.
+public struct ServiceControl: Sendable {
+    public var mode: Config.Mode
+    public var runner: ProcessRunning
+    /// Where a sandbox's masters write what they say while starting.
+    public var logDir: String
+    /// Where nginx must answer HTTP.
+    public var probeAddress: String
+    public var time: TimeSource
+
+    public init(mode: Config.Mode, runner: ProcessRunning, logDir: String, probeAddress: String, time: TimeSource = .system) {
+        self.mode = mode; self.runner = runner; self.logDir = logDir; self.probeAddress = probeAddress; self.time = time
+    }
+
+    public init(config: Config, runner: ProcessRunning, time: TimeSource = .system) {
+        self.init(mode: config.mode, runner: runner, logDir: config.logDir, probeAddress: config.probeAddress, time: time)
+    }
+
+    /// Runs the service's checker on its configuration (no checker: it passes).
+    public func test(_ s: ServiceSpec) throws -> ProcessResult {
+        guard !s.check.isEmpty else { return ProcessResult(status: 0, stdout: "", stderr: "") }
+        return try runner.run(s.check)
+    }
+
+    /// The pid in the service's pid file, if that process is alive and is the service's
+    /// binary (a pid file left by a killed master can name a reused pid).
+    public func runningPID(_ s: ServiceSpec) -> pid_t? {
+        guard !s.pidFile.isEmpty, let text = AtomicFiles.read(s.pidFile),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+        return Processes.isAlive(pid: pid, executable: s.binary) ? pid : nil
+    }
+
+    /// Waits while a php-fpm master re-reads its configuration after a reload (it
+    /// re-executes itself and shows its raw command line until it has read every pool),
+    /// so that nobody removes a pool file under it: that kills the master.
+    public func waitUntilSettled(_ s: ServiceSpec, timeout: TimeInterval = 15) {
+        guard mode == .sandbox, s.kind == .phpFPM else { return }
+        let deadline = time.deadline(timeout)
+        var deadSince: Date?
+        while time.now() < deadline {
+            if let pid = runningPID(s) {
+                if (AtomicFiles.read("/proc/\(pid)/cmdline") ?? "").hasPrefix("php-fpm: master process") { return }
+                deadSince = nil
+            } else {
+                // Between the re-executed master's fork and its new pid file there is no
+                // live pid for a moment; longer than that, the master is simply dead.
+                deadSince = deadSince ?? time.now()
+                if time.now().timeIntervalSince(deadSince!) > 1 { return }
+            }
+            time.sleep(0.01)
+        }
+    }
+
+    /// A service found not running, and what was done about it.
+    public struct Finding: Sendable {
+        public var service: String
+        public var message: String
+        /// Started again (sandbox); false when it is still down (production reports only).
+        public var repaired: Bool
+    }
+
+    /// Checks that every service's master runs and that nginx answers on the probe
+    /// address. In a sandbox a dead master is started again, after ending the orphaned
+    /// nginx workers that still hold its port; in production systemd owns the services,
+    /// so a dead one is only reported.
+    public func ensureRunning(_ specs: [ServiceSpec]) -> [Finding] {
+        var out: [Finding] = []
+        for s in specs where s.kind != .systemd {
+            if mode == .production {
+                guard !s.unit.isEmpty, let r = try? runner.run(["/usr/bin/systemctl", "is-active", s.unit]), !r.ok else { continue }
+                out.append(Finding(service: s.name, message: "\(s) is not running (systemctl is-active \(s.unit): \(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))); start it with systemctl start \(s.unit)", repaired: false))
+                continue
+            }
+            waitUntilSettled(s)
+            guard runningPID(s) == nil else { continue }
+            do {
+                let r = try test(s)
+                if !r.ok { throw DesaError(.checkFailed, "its configuration fails its check: \(r.message)") }
+                try start(s)
+                out.append(Finding(service: s.name, message: "\(s) was not running; started it again", repaired: true))
+            } catch {
+                out.append(Finding(service: s.name, message: "\(s) is not running and could not be started: \((error as? DesaError)?.message ?? "\(error)")", repaired: false))
+            }
+        }
+        let web = specs.first { $0.kind == .nginx }
+        if let web, out.allSatisfy({ $0.service != web.name || $0.repaired }), let address = ProbeAddress(probeAddress),
+           (try? HTTPProbe(address: address, timeout: 3).get(host: "desa-liveness.invalid")) == nil {
+            out.append(Finding(service: web.name, message: "nothing answers HTTP on \(probeAddress)", repaired: false))
+        }
+        return out
+    }
+
+    /// Reloads a running service, or starts it if it is not running. systemd itself is
+    /// told to re-read its units; a sandbox has no manager of its own, so nothing to do.
+    public func reloadOrStart(_ s: ServiceSpec) throws {
+        if s.kind == .systemd {
+            guard mode == .production else { return }
+            let r = try runner.run(["/usr/bin/systemctl", "daemon-reload"])
+            if !r.ok { throw DesaError(.checkFailed, "systemctl daemon-reload failed: \(r.message)") }
+            return
+        }
+        if mode == .production {
+            let r = try runner.run(["/usr/bin/systemctl", "reload-or-restart", s.unit])
+            if !r.ok { throw DesaError(.checkFailed, "systemctl reload-or-restart \(s.unit) failed: \(r.message)") }
+            return
+        }
+        if let pid = runningPID(s) {
+            if kill(pid, s.kind == .nginx ? SIGHUP : SIGUSR2) != 0 { throw DesaError.system("cannot signal \(s) (pid \(pid)): \(errnoText())") }
+            return
+        }
+        try start(s)
+    }
+
+    public func start(_ s: ServiceSpec) throws {
+        if runningPID(s) != nil || s.start.isEmpty { return }
+        // Workers of a master that was killed keep its port or sockets: a new master could not bind.
+        if let port = s.port {
+            let stale = Processes.listeners(port: port, executable: s.binary)
+            if !stale.isEmpty { Processes.terminate(stale) }
+        }
+        if let dir = s.socketDir {
+            let stale = Processes.unixListeners(in: dir, executable: s.binary)
+            if !stale.isEmpty { Processes.terminate(stale, grace: 1) }
+        }
+        raiseFileLimit()
+        let log = logDir + "/\(s.name)-start.log"
+        let status = try runner.runDetached(s.start, logFile: log)
+        let deadline = time.deadline(10)
+        while runningPID(s) == nil {
+            if status != 0 || time.now() > deadline {
+                let text = AtomicFiles.read(log)?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
+                throw DesaError(.checkFailed, "\(s) did not start (exit \(status)): \(text)")
+            }
+            time.sleep(0.02)
+        }
+    }
+
+    /// Stops a sandbox service gracefully (SIGQUIT), then waits for it to exit.
+    public func stop(_ s: ServiceSpec) {
+        guard let pid = runningPID(s) else { return }
+        kill(pid, SIGQUIT)
+        let deadline = time.deadline(10)
+        while kill(pid, 0) == 0 && time.now() < deadline { time.sleep(0.02) }
+        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        unlink(s.pidFile)
+    }
+
+    /// The children of a service's master: its workers.
+    public func workers(_ s: ServiceSpec) -> Set<pid_t> {
+        guard let master = runningPID(s) else { return [] }
+        return Self.children(of: master)
+    }
+
+    static func children(of pid: pid_t) -> Set<pid_t> {
+        var out = Set<pid_t>()
+        guard let entries = try? FileManager.default.contentsOfDirectory(atPath: "/proc") else { return out }
+        for e in entries {
+            guard let p = pid_t(e), let stat = AtomicFiles.read("/proc/\(p)/stat"),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 2, pid_t(fields[1]) == pid { out.insert(p) }
+        }
+        return out
+    }
+
+    /// nginx applies a reload asynchronously. It is done when a worker that was not there
+    /// before runs (new workers start only once the new config is loaded) and every old
+    /// worker has exited or stopped accepting (its title says "shutting down").
+    public func waitForNewWorkers(_ s: ServiceSpec, old: Set<pid_t>, timeout: TimeInterval = 15) -> Bool {
+        let deadline = time.deadline(timeout)
+        while time.now() < deadline {
+            let now = workers(s)
+            let fresh = !now.subtracting(old).isEmpty
+            let oldAccepting = now.intersection(old).contains { pid in
+                let title = AtomicFiles.read("/proc/\(pid)/cmdline") ?? ""
+                return !title.contains("shutting down")
+            }
+            if fresh && !oldAccepting { return true }
+            time.sleep(0.005)
+        }
+        return false
+    }
+
+    /// Lets a sandbox's nginx and php-fpm open one log file per tenant.
+    func raiseFileLimit() {
+        var rl = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl) == 0, rl.rlim_cur < rl.rlim_max {
+            rl.rlim_cur = min(rl.rlim_max, 1 << 20)
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &rl)
+        }
+    }
+}

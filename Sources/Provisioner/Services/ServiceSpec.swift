@@ -1,0 +1,49 @@
+import Foundation
+
+/// A service whose configuration desa writes, as the config defines it: how to check a
+/// new configuration, and how to put it into effect. In production systemd runs it
+/// (`systemctl reload-or-restart UNIT`; for systemd itself, `daemon-reload`); in a
+/// sandbox desactl runs its master (`start`) and signals it to reload.
+public struct ServiceSpec: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public enum Kind: String, Sendable, Hashable {
+        /// Reloads by SIGHUP; new workers replace the old ones asynchronously.
+        case nginx
+        /// Reloads by SIGUSR2 (re-executes itself and re-reads every pool).
+        case phpFPM = "php-fpm"
+        /// systemd itself, for unit files: `systemctl daemon-reload`.
+        case systemd
+    }
+
+    public var name: String
+    public var kind: Kind
+    /// The master's executable (to tell a live master from a reused pid).
+    public var binary: String
+    /// The command that checks the configuration; empty when there is none.
+    public var check: [String]
+    /// The command that starts the master in a sandbox (it daemonizes).
+    public var start: [String]
+    public var pidFile: String
+    /// The systemd unit in production; empty in a sandbox.
+    public var unit: String
+    /// Where the service listens: the TCP port (nginx) or the directory of its Unix
+    /// sockets (php-fpm), to end orphaned workers that would keep a new master from binding.
+    public var port: UInt16?
+    public var socketDir: String?
+    /// The service's own error log, quoted when a reload does not take.
+    public var errorLog: String?
+
+    public init(name: String, kind: Kind, binary: String = "", check: [String] = [], start: [String] = [], pidFile: String = "",
+                unit: String = "", port: UInt16? = nil, socketDir: String? = nil, errorLog: String? = nil) {
+        self.name = name; self.kind = kind; self.binary = binary; self.check = check; self.start = start
+        self.pidFile = pidFile; self.unit = unit; self.port = port; self.socketDir = socketDir; self.errorLog = errorLog
+    }
+
+    public static func < (a: ServiceSpec, b: ServiceSpec) -> Bool { a.name < b.name }
+    public var description: String { name }
+
+    /// systemd itself: unit files desa writes (backups, the agent) take effect through
+    /// `daemon-reload`. A sandbox has no service manager of its own, so there it has none.
+    public static func systemd(_ config: Config) -> ServiceSpec {
+        ServiceSpec(name: "systemd", kind: .systemd, unit: config.mode == .production ? "daemon-reload" : "")
+    }
+}

@@ -1,0 +1,72 @@
+import Foundation
+
+/// Each tenant's nginx server block, `<sites_dir>/<slug>.conf`, rendered from its site
+/// template (the suspended page while it is suspended), and the shared ACME challenge
+/// directory every vhost serves. Verification asks nginx for the tenant's name.
+public struct VhostsCapability: Capability {
+    public struct Observation: Sendable {
+        public var stats: [String: FileStat]
+        /// This capability's files in the sites directory (`<slug>.conf`), by path.
+        public var files: [String: String]
+    }
+
+    public init() {}
+    public var name: String { "vhosts" }
+
+    public func services(_ config: Config) -> [ServiceSpec] { [.nginx(config)] }
+
+    func baseDirectories(_ c: Config) -> [DirSpec] {
+        [
+            DirSpec(path: c.acmeRoot, uid: 0, gid: 0, mode: 0o755),
+            DirSpec(path: c.acmeRoot + "/.well-known", uid: 0, gid: 0, mode: 0o755),
+            DirSpec(path: c.acmeRoot + "/.well-known/acme-challenge", uid: 0, gid: 0, mode: 0o755),
+            DirSpec(path: c.nginxSitesDir, uid: 0, gid: 0, mode: 0o755),
+        ]
+    }
+
+    /// A vhost's file name is a slug and `.conf`; other files there are someone else's.
+    static func isVhostName(_ name: String) -> Bool {
+        name.hasSuffix(".conf") && !name.hasPrefix("-")
+            && name.dropLast(5).allSatisfy { $0.isASCII && ($0.isLowercase || $0.isNumber || $0 == "-") } && name.count > 5
+    }
+
+    public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
+        var stats: [String: FileStat] = [:]
+        for dir in baseDirectories(d.config) { if let st = host.stat(dir.path) { stats[dir.path] = st } }
+        let files = host.configFiles(in: [d.config.nginxSitesDir]).filter { Self.isVhostName(($0.key as NSString).lastPathComponent) }
+        return Observation(stats: stats, files: files)
+    }
+
+    public func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
+        var out = CapabilityPlan()
+        for dir in baseDirectories(d.config) { if let s = Step.ensure(dir, nil, seen.stats) { out.steps.append(s) } }
+        var files = seen.files
+        let nginx = ServiceSpec.nginx(d.config).name
+        for t in d.tenants where t.desired != .deleted {
+            let path = d.config.nginxSitesDir + "/" + t.slug + ".conf"
+            let existing = files.removeValue(forKey: path)
+            do {
+                let content = try d.renderer.vhost(t, aliases: d.aliases[t.code] ?? [])
+                if let s = Step.write(path, content, service: nginx, tenant: t.code, existing: existing,
+                                      blame: [t.home(d.config) + "/"]) { out.steps.append(s) }
+            } catch {
+                out.steps.append(.fail(t.code, Applier.message(error)))
+            }
+            out.probes[t.code] = [.http(host: t.primaryDomain(d.config), address: d.config.probeAddress, expect: t.convergedStatus)]
+        }
+        orphanSteps(files, service: nginx, known: d.known, removeUnknown: d.removeUnknown, into: &out)
+        return out
+    }
+}
+
+extension ServiceSpec {
+    /// nginx as the config runs it.
+    public static func nginx(_ c: Config) -> ServiceSpec {
+        var base = [c.nginxBinary]
+        if let p = c.nginxPrefix { base += ["-p", p] }
+        base += ["-c", c.nginxMainConf]
+        return ServiceSpec(name: "nginx", kind: .nginx, binary: c.nginxBinary, check: base + ["-t", "-q"], start: base,
+                           pidFile: c.nginxPidFile, unit: c.mode == .production ? c.nginxService : "",
+                           port: ProbeAddress(c.probeAddress)?.port, errorLog: c.nginxErrorLog)
+    }
+}
