@@ -62,13 +62,20 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
-/// Runs a command body; a `DesaError` becomes one clear line on stderr and exit 1.
+/// Runs a command body; an error of any type becomes one clear line on stderr and the
+/// exit status `ExitStatus.of` gives it.
 func run(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let e as DesaError {
-        FileHandle.standardError.write(Data("desactl: error: \(e.message)\n".utf8))
-        throw ExitCode(e.kind == .invalidInput ? 2 : 1)
+    } catch let e as ExitCode {
+        throw e
+    } catch let e as CleanExit {
+        throw e
+    } catch let e as ValidationError {
+        throw e
+    } catch {
+        FileHandle.standardError.write(Data("desactl: error: \(Applier.message(error))\n".utf8))
+        throw ExitCode(ExitStatus.of(error))
     }
 }
 
@@ -79,7 +86,7 @@ func report(_ r: ChangeReport, engine: Engine, json: Bool, dryRun: Bool) throws 
     let slugs = try engine.slugsByCode()
     if !json { for f in r.findings { print((f.repaired ? "NOTE " : "DOWN ") + f.message) } }
     if json {
-        printJSON(reportJSON(r, slugs: slugs))
+        printJSON(r.json(slugs: slugs))
     } else if dryRun || r.result == nil {
         let lines = r.plan.lines(slugs: slugs)
         print(lines.isEmpty ? "Nothing to do: the server matches the state database." : lines.joined(separator: "\n"))
@@ -88,19 +95,5 @@ func report(_ r: ChangeReport, engine: Engine, json: Bool, dryRun: Bool) throws 
         print(r.summary)
         for f in r.result?.failures ?? [] { print("FAILED \(slugs[f.code] ?? f.code) (\(f.code)): \(f.reason)") }
     }
-    if let failures = r.result?.failures, !failures.isEmpty { throw ExitCode(1) }
-    if r.serviceDown { throw ExitCode(1) }
-}
-
-func reportJSON(_ r: ChangeReport, slugs: [String: String]) -> JSON {
-    var fields: [(String, JSON)] = [("applied", .bool(r.result != nil))] + r.plan.json(slugs: slugs) + [
-        ("services", .array(r.findings.map { .object([("service", .string($0.service)), ("message", .string($0.message)), ("repaired", .bool($0.repaired))]) })),
-    ]
-    if let res = r.result {
-        fields.append(("outcomes", .array(res.outcomes.sorted { $0.key < $1.key }.map { code, o in
-            .object([("code", .string(code)), ("slug", .str(slugs[code])), ("status", .string(o.status.rawValue)), ("reason", .str(o.reason))])
-        })))
-        fields.append(("phases", .object(res.phases.map { ($0.0, .double($0.1)) })))
-    }
-    return .object(fields)
+    if r.exitStatus != ExitStatus.ok { throw ExitCode(r.exitStatus) }
 }

@@ -24,6 +24,13 @@ public struct ImportReport: Sendable {
     public var change: ChangeReport?
     public var rejected: Int { rows.filter { $0.action == .rejected }.count }
     public var created: Int { rows.filter { $0.action == .create }.count }
+
+    /// `tenant import --json`: every row, the counts, and the change if there was one.
+    public func json(slugs: [String: String]) -> JSON {
+        var fields: [(String, JSON)] = [("rows", .array(rows.map(\.json))), ("created", .int(created)), ("rejected", .int(rejected))]
+        if let c = change { fields.append(("change", c.json(slugs: slugs))) }
+        return .object(fields)
+    }
 }
 
 public struct TenantOptions: Sendable {

@@ -244,6 +244,23 @@ public struct ChangeReport: Sendable {
     /// A service is down and could not be started: the command exits non-zero.
     public var serviceDown: Bool { findings.contains { !$0.repaired } }
 
+    /// The command's exit status: 1 when a tenant failed or a service is down.
+    public var exitStatus: Int32 { (result?.failures.isEmpty == false || serviceDown) ? ExitStatus.failed : ExitStatus.ok }
+
+    /// `--json`'s form of a plan or of an apply.
+    public func json(slugs: [String: String]) -> JSON {
+        var fields: [(String, JSON)] = [("applied", .bool(result != nil))] + plan.json(slugs: slugs) + [
+            ("services", .array(findings.map { .object([("service", .string($0.service)), ("message", .string($0.message)), ("repaired", .bool($0.repaired))]) })),
+        ]
+        if let res = result {
+            fields.append(("outcomes", .array(res.outcomes.sorted { $0.key < $1.key }.map { code, o in
+                .object([("code", .string(code)), ("slug", .str(slugs[code])), ("status", .string(o.status.rawValue)), ("reason", .str(o.reason))])
+            })))
+            fields.append(("phases", .object(res.phases.map { ($0.0, .double($0.1)) })))
+        }
+        return .object(fields)
+    }
+
     public var summary: String {
         var counts: [String: Int] = [:]
         for a in plan.steps { counts[a.op, default: 0] += 1 }

@@ -13,7 +13,7 @@ struct PlanCommand: ParsableCommand {
             try report(ChangeReport(plan: plan, result: nil), engine: e, json: json, dryRun: true)
             if !plan.unknown.isEmpty {
                 if !json { FileHandle.standardError.write(Data("desactl: warning: \(Engine.unknownMessage(plan.unknown))\n".utf8)) }
-                throw ExitCode(1)
+                throw ExitCode(ExitStatus.failed)
             }
         }
     }

@@ -51,12 +51,9 @@ extension TenantCommand {
                 let r = try e.importVillages(list, options: TenantOptions(template: template, php: php),
                                              dryRun: change.dryRun, skipInvalid: skipInvalid)
                 if change.json {
-                    var fields: [(String, JSON)] = [("rows", .array(r.rows.map(\.json))),
-                                                    ("created", .int(r.created)), ("rejected", .int(r.rejected))]
-                    if let c = r.change { fields.append(("change", reportJSON(c, slugs: try e.slugsByCode()))) }
-                    printJSON(.object(fields))
-                    if r.rejected > 0 && !skipInvalid { throw ExitCode(2) }
-                    if let f = r.change?.result?.failures, !f.isEmpty { throw ExitCode(1) }
+                    printJSON(r.json(slugs: try e.slugsByCode()))
+                    if r.rejected > 0 && !skipInvalid { throw ExitCode(ExitStatus.refused) }
+                    if let c = r.change, c.exitStatus != ExitStatus.ok { throw ExitCode(c.exitStatus) }
                     return
                 }
                 for row in r.rows where row.action == .rejected {
@@ -65,7 +62,7 @@ extension TenantCommand {
                 }
                 if r.rejected > 0 && !skipInvalid {
                     print("\(r.rejected) rows rejected; nothing was imported (fix them, or use --skip-invalid)")
-                    throw ExitCode(2)
+                    throw ExitCode(ExitStatus.refused)
                 }
                 if change.dryRun || global.verbose {
                     for row in r.rows where row.action != .rejected {
@@ -86,14 +83,14 @@ extension TenantCommand {
         @Argument(help: "Kemendagri village code, e.g. 32.04.05.2001.") var code: String
         @Option(help: "The village's name.") var name: String
         @Option(help: "The kecamatan's name.") var district: String
-        @Option(help: "desa, kelurahan or 'desa adat' (checked against the code).") var kind: String?
+        @Option(help: "desa, kelurahan or 'desa adat' (checked against the code).") var kind: VillageKind?
         @Option(help: "The DNS label to use instead of one made from the name.") var slug: String?
         @Option(help: "Site template: default, opensid, static, or an operator's own.") var template: String?
         @Option(help: "PHP version.") var php: String?
 
         func run() throws {
             try mutate(global, change, op: "create", target: code) { e in
-                let v = try Village.validated(code: code, name: name, district: district, regency: e.config.regencyCode, kind: kind)
+                let v = try Village.validated(code: code, name: name, district: district, regency: e.config.regencyCode, kind: kind?.rawValue)
                 return try e.create(v, slug: slug, options: TenantOptions(template: template, php: php), dryRun: change.dryRun)
             }
         }
@@ -102,18 +99,12 @@ extension TenantCommand {
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tenants.")
         @OptionGroup var global: GlobalOptions
-        @Option(help: "Only tenants with this status: pending, active, suspended, failed, deleted.") var status: String?
+        @Option(help: "Only tenants with this status: pending, active, suspended, failed, deleted.") var status: Tenant.Status?
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
             try desactl.run {
-                var filter: Tenant.Status?
-                if let status {
-                    guard let s = Tenant.Status(rawValue: status) else {
-                        throw DesaError(.invalidInput, "unknown status \(Quote.show(status)); use pending, active, suspended, failed or deleted")
-                    }
-                    filter = s
-                }
+                let filter = status
                 let engine = try global.engine(json: true)
                 if json {
                     FileHandle.standardOutput.write(Data(try engine.listJSON(status: filter) + [10]))
@@ -222,4 +213,13 @@ enum Table {
         }
         return ([line(header)] + rows.map(line)).joined(separator: "\n")
     }
+}
+
+extension Tenant.Status: ExpressibleByArgument {
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
+}
+
+extension VillageKind: ExpressibleByArgument {
+    public init?(argument: String) { self.init(label: argument) }
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }

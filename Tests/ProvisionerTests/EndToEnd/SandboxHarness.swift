@@ -8,6 +8,8 @@ final class SandboxHarness {
     let dir: String
     let port: Int
     let prefix: String
+    /// The first UID of the sandbox's range (a multiple of 1000).
+    let uidBase: Int
     var configPath: String { dir + "/desa.toml" }
     let runner = SystemProcessRunner()
 
@@ -16,7 +18,7 @@ final class SandboxHarness {
         dir = "/var/tmp/desa-e2e-\(name)-\(tag)"
         prefix = "de" + String((0..<5).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
         port = Self.freePort()
-        let uidBase = 400_000 + Int.random(in: 0..<500) * 1000
+        uidBase = 400_000 + Int.random(in: 0..<500) * 1000
         let r = try runner.run([Support.desactl, "sandbox", "init", dir, "--http-port", "\(port)", "--regency", regency,
                                 "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"])
         try #require(r.ok, "sandbox init failed: \(r.message)")
