@@ -154,9 +154,9 @@ struct PlannerTests {
         let pool = config.php["8.2"]!.poolDir + "/dgold3204052001.conf"
         let expected: [Step] = [
             Step(nil, "update-sysusers", .users, .userBatch(UserBatch(file: config.sysusersFile, content: Users.sysusersText([])))),
-            Step(t.code, "delete-user", .userRemoval, .operation(DeleteUser(name: "dgold3204052001"))),
-            Step(t.code, "stop-processes", .stop, .operation(StopProcesses(uid: t.uid, gid: t.uid, count: 2))),
-            Step(t.code, "archive-home", .archive, .operation(ArchiveHome(home: home, logDir: logs,
+            Step(t.code, "delete-user", .userRemoval, .custom(DeleteUser(name: "dgold3204052001"))),
+            Step(t.code, "stop-processes", .stop, .custom(StopProcesses(uid: t.uid, gid: t.uid, count: 2))),
+            Step(t.code, "archive-home", .archive, .custom(ArchiveHome(home: home, logDir: logs,
                  to: config.archiveDir + "/cileunyi-kulon-3204052001-20270115T080000Z"))),
             Step(t.code, "remove-config", .files, .managed(ManagedFile(path: config.nginxSitesDir + "/cileunyi-kulon.conf", content: nil, service: "nginx"))),
             Step(t.code, "remove-config", .files, .managed(ManagedFile(path: pool, content: nil, service: "php8.2-fpm"))),
@@ -181,7 +181,7 @@ struct PlannerTests {
         #expect(empty.steps.map(\.op) == ["update-sysusers"], "\(empty.lines(slugs: [:]))")
         #expect(empty.unknown.count == 4, "\(empty.unknown)")
         #expect(try plan(o, [active(t)], removeUnknown: true).steps == [
-            Step(nil, "delete-user", .userRemoval, .operation(DeleteUser(name: "dgold3204059999"))),
+            Step(nil, "delete-user", .userRemoval, .custom(DeleteUser(name: "dgold3204059999"))),
         ])
     }
 

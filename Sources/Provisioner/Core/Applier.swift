@@ -137,7 +137,7 @@ public struct Applier {
         case .file(let f): try Self.ensureFile(f, config: config)
         case .link(let path, let target): try Self.createLink(path, target: target, config: config)
         case .content(let c): try Self.writeContent(c, config: config)
-        case .operation(let o): try o.run(context)
+        case .custom(let o): try o.run(context)
         case .user, .userBatch, .managed, .verify, .fail: break
         }
     }

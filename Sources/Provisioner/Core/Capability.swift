@@ -39,7 +39,7 @@ public struct CapabilityPlan: Sendable, Equatable {
 /// certificates, databases, quotas, backups). It looks at the server once (`observe`,
 /// the only reads), then decides purely (`plan`) which steps converge it; the effects
 /// of those steps are carried out by the applier, or by the capability's own
-/// `Operation`s. A tenant with a `fail` step from any capability keeps everything it
+/// `CustomEffect`s. A tenant with a `fail` step from any capability keeps everything it
 /// has: the planner drops its other steps.
 public protocol Capability: Sendable {
     associatedtype Observation: Sendable

@@ -113,7 +113,7 @@ public struct Verification: Sendable, Hashable {
 
 /// What a capability adds to the closed set of effects: an operation it defines, with
 /// its executor (`run`). Plans compare operations by value.
-public protocol Operation: Sendable, Hashable {
+public protocol CustomEffect: Sendable, Hashable {
     /// What the operation is about, for people (`uid 310000: 2 processes`).
     var subject: String { get }
     /// Carries the operation out. Any error fails the step's tenant (or, for a server
@@ -122,7 +122,7 @@ public protocol Operation: Sendable, Hashable {
 }
 
 /// The effects apply knows how to carry out. Capabilities compose them; an effect kind
-/// of their own comes as an `Operation` with its executor.
+/// of their own comes as an `CustomEffect` with its executor.
 public enum Effect: Sendable, Equatable {
     case directory(DirSpec)
     case file(FileSpec)
@@ -133,7 +133,7 @@ public enum Effect: Sendable, Equatable {
     case userBatch(UserBatch)
     case user(UserSpec)
     case verify(Verification)
-    case operation(any Operation)
+    case custom(any CustomEffect)
     /// The tenant cannot be converged (a template does not render, a file is not ours).
     case fail(String)
 
@@ -147,7 +147,7 @@ public enum Effect: Sendable, Equatable {
         case (.userBatch(let x), .userBatch(let y)): return x == y
         case (.user(let x), .user(let y)): return x == y
         case (.verify(let x), .verify(let y)): return x == y
-        case (.operation(let x), .operation(let y)): return AnyHashable(x) == AnyHashable(y)
+        case (.custom(let x), .custom(let y)): return AnyHashable(x) == AnyHashable(y)
         case (.fail(let x), .fail(let y)): return x == y
         default: return false
         }
@@ -164,7 +164,7 @@ public enum Effect: Sendable, Equatable {
         case .userBatch(let b): return b.file
         case .user(let u): return "\(u.name) uid \(u.uid)"
         case .verify(let v): return "expect \(v.expect.rawValue)"
-        case .operation(let o): return o.subject
+        case .custom(let o): return o.subject
         case .fail(let r): return r
         }
     }
@@ -181,7 +181,7 @@ public enum Effect: Sendable, Equatable {
         case .user(let u): return .object([("kind", .string("user")), ("name", .string(u.name)), ("uid", .int(u.uid)), ("home", .string(u.home))])
         case .verify(let v): return .object([("kind", .string("verify")), ("expect", .string(v.expect.rawValue)),
                                              ("probes", .array(v.probes.map { .string($0.subject) }))])
-        case .operation(let o): return .object([("kind", .string("operation")), ("subject", .string(o.subject))])
+        case .custom(let o): return .object([("kind", .string("custom")), ("subject", .string(o.subject))])
         case .fail(let r): return .object([("kind", .string("fail")), ("reason", .string(r))])
         }
     }

@@ -80,12 +80,12 @@ public struct HomesCapability: Capability {
             let ours = existing.map { $0.uid == t.uid && $0.home == home } ?? false
             if t.desired == .deleted {
                 if ours, let n = seen.processes[t.uid], n > 0 {
-                    out.steps.append(Step(t.code, "stop-processes", .stop, .operation(StopProcesses(uid: t.uid, gid: existing!.gid, count: n))))
+                    out.steps.append(Step(t.code, "stop-processes", .stop, .custom(StopProcesses(uid: t.uid, gid: existing!.gid, count: n))))
                 }
                 if seen.stats[home] != nil || seen.stats[t.logDir(d.config)] != nil {
                     out.steps.append(t.purge
-                        ? Step(t.code, "purge-home", .archive, .operation(PurgeHome(home: home, logDir: t.logDir(d.config))))
-                        : Step(t.code, "archive-home", .archive, .operation(ArchiveHome(home: home, logDir: t.logDir(d.config),
+                        ? Step(t.code, "purge-home", .archive, .custom(PurgeHome(home: home, logDir: t.logDir(d.config))))
+                        : Step(t.code, "archive-home", .archive, .custom(ArchiveHome(home: home, logDir: t.logDir(d.config),
                                                                                            to: archivePath(t, d)))))
                 }
                 continue
@@ -107,7 +107,7 @@ public struct HomesCapability: Capability {
                 }
             }
             if t.desired == .suspended, let n = seen.processes[t.uid], n > 0 {
-                out.steps.append(Step(t.code, "stop-processes", .stop, .operation(StopProcesses(uid: t.uid, gid: gid, count: n))))
+                out.steps.append(Step(t.code, "stop-processes", .stop, .custom(StopProcesses(uid: t.uid, gid: gid, count: n))))
             }
         }
         return out
@@ -123,21 +123,21 @@ public struct HomesCapability: Capability {
 }
 
 /// Ends every process of a suspended or deleted tenant, forks included.
-struct StopProcesses: Operation {
+struct StopProcesses: CustomEffect {
     var uid: Int
     var gid: Int
     var count: Int
     var subject: String { "uid \(uid): \(count == 1 ? "1 process" : "\(count) processes")" }
 
     func run(_ context: ApplyContext) throws {
-        let left = try Processes.killAll(uid: uid, gid: gid, timeout: 5)
+        let left = try Processes.killAll(uid: uid, gid: gid, timeout: 5, time: context.time)
         if left > 0 { throw DesaError.system("\(left) processes of uid \(uid) are still running after SIGKILL") }
     }
 }
 
 /// Moves a home into the archive and gives everything in it to root: the UID will be
 /// reused. The tenant's server logs go along, as `server-logs`.
-struct ArchiveHome: Operation {
+struct ArchiveHome: CustomEffect {
     var home: String
     var logDir: String
     var to: String
@@ -159,7 +159,7 @@ struct ArchiveHome: Operation {
 }
 
 /// Removes a home and the tenant's log directory for good.
-struct PurgeHome: Operation {
+struct PurgeHome: CustomEffect {
     var home: String
     var logDir: String
     var subject: String { home }

@@ -123,11 +123,11 @@ public struct ServiceControl: Sendable {
         // Workers of a master that was killed keep its port or sockets: a new master could not bind.
         if let port = s.port {
             let stale = Processes.listeners(port: port, executable: s.binary)
-            if !stale.isEmpty { Processes.terminate(stale) }
+            if !stale.isEmpty { Processes.terminate(stale, time: time) }
         }
         if let dir = s.socketDir {
             let stale = Processes.unixListeners(in: dir, executable: s.binary)
-            if !stale.isEmpty { Processes.terminate(stale, grace: 1) }
+            if !stale.isEmpty { Processes.terminate(stale, grace: 1, time: time) }
         }
         raiseFileLimit()
         let log = logDir + "/\(s.name)-start.log"

@@ -32,17 +32,17 @@ public enum Processes {
 
     /// Ends every process of `uid`, forks included: SIGKILL from that UID to everything it
     /// may signal, repeated until none is left or `timeout` passes. Returns how many remain.
-    public static func killAll(uid: Int, gid: Int, timeout: TimeInterval) throws -> Int {
+    public static func killAll(uid: Int, gid: Int, timeout: TimeInterval, time: TimeSource = .system) throws -> Int {
         guard uid >= 1000, gid >= 1000 else { throw DesaError.system("refusing to kill the processes of system UID \(uid)") }
-        let deadline = Date().addingTimeInterval(timeout)
+        let deadline = time.deadline(timeout)
         while true {
             let left = pids(ofUID: uid)
             if left.isEmpty { return 0 }
-            if Date() > deadline { return left.count }
+            if time.now() > deadline { return left.count }
             guard desa_kill_all_as(UInt32(uid), UInt32(gid)) == 0 else {
                 throw DesaError.system("cannot signal the processes of uid \(uid)")
             }
-            usleep(10_000)
+            time.sleep(0.01)
         }
     }
 
@@ -104,10 +104,10 @@ public enum Processes {
     }
 
     /// SIGQUIT (graceful for nginx), then SIGKILL for whatever is left after `grace`.
-    public static func terminate(_ pids: [pid_t], grace: TimeInterval = 3) {
+    public static func terminate(_ pids: [pid_t], grace: TimeInterval = 3, time: TimeSource = .system) {
         for p in pids { kill(p, SIGQUIT) }
-        let deadline = Date().addingTimeInterval(grace)
-        while pids.contains(where: { kill($0, 0) == 0 }) && Date() < deadline { usleep(20_000) }
+        let deadline = time.deadline(grace)
+        while pids.contains(where: { kill($0, 0) == 0 }) && time.now() < deadline { time.sleep(0.02) }
         for p in pids where kill(p, 0) == 0 { kill(p, SIGKILL) }
     }
 }

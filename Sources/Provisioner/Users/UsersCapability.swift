@@ -32,7 +32,7 @@ public struct UsersCapability: Capability {
             let existing = seen.users[spec.name]
             let ours = existing.map { $0.uid == t.uid && $0.home == spec.home } ?? false
             if t.desired == .deleted {
-                if ours { out.steps.append(Step(t.code, "delete-user", .userRemoval, .operation(DeleteUser(name: spec.name)))) }
+                if ours { out.steps.append(Step(t.code, "delete-user", .userRemoval, .custom(DeleteUser(name: spec.name)))) }
                 continue
             }
             live.append(spec)
@@ -49,7 +49,7 @@ public struct UsersCapability: Capability {
         }
         for name in seen.users.keys.sorted() where !names.contains(name) {
             if d.removeUnknown {
-                out.steps.append(Step(nil, "delete-user", .userRemoval, .operation(DeleteUser(name: name))))
+                out.steps.append(Step(nil, "delete-user", .userRemoval, .custom(DeleteUser(name: name))))
             } else {
                 out.unknown.append("user \(name) (uid \(seen.users[name]!.uid))")
             }
@@ -60,7 +60,7 @@ public struct UsersCapability: Capability {
 
 /// Removes a user and its private group, waiting a little for php-fpm to wind down the
 /// pool's last worker.
-struct DeleteUser: Operation {
+struct DeleteUser: CustomEffect {
     var name: String
     var subject: String { name }
 

@@ -1,0 +1,81 @@
+import Foundation
+import Testing
+@testable import Provisioner
+
+/// A clock that only moves when someone sleeps on it.
+final class ManualTime: @unchecked Sendable {
+    private let lock = NSLock()
+    private var current = Date(timeIntervalSince1970: 1_800_000_000)
+    var now: Date { lock.withLock { current } }
+    func advance(_ s: TimeInterval) { lock.withLock { current += s } }
+    var source: TimeSource { TimeSource(now: { self.now }, sleep: { self.advance($0) }) }
+}
+
+/// An error that is not a DesaError.
+struct Broken: Error, CustomStringConvertible { var description: String { "the disk said no" } }
+
+/// An operation that records that it ran, or throws.
+struct Record: CustomEffect {
+    var name: String
+    var throwing = false
+    var subject: String { name }
+    static let ran = Locked<[String]>([])
+    func run(_ context: ApplyContext) throws {
+        if throwing { throw Broken() }
+        Self.ran.withLock { $0.append(name) }
+    }
+}
+
+final class Locked<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: T
+    init(_ v: T) { value = v }
+    func withLock<R>(_ body: (inout T) -> R) -> R { lock.withLock { body(&value) } }
+}
+
+@Suite("Applier without a server", .serialized)
+struct ApplierTests {
+    func applier(_ time: TimeSource) -> Applier {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("desa-applier-\(UUID().uuidString)").path
+        return Applier(context: ApplyContext(config: RendererTests.config(dir: dir), runner: SystemProcessRunner(), time: time),
+                       progress: SilentProgress())
+    }
+
+    @Test("an error of any type fails its tenant only, and the batch goes on in phase order")
+    func anyErrorStopsAtItsTenant() throws {
+        Record.ran.withLock { $0 = [] }
+        let plan = Plan(steps: [
+            Step("A", "late", .archive, .custom(Record(name: "A-archive"))),
+            Step("A", "breaks", .stop, .custom(Record(name: "A-stop", throwing: true))),
+            Step("B", "late", .archive, .custom(Record(name: "B-archive"))),
+            Step("B", "early", .stop, .custom(Record(name: "B-stop"))),
+            Step("B", "verify", .verify, .verify(Verification(expect: .active, probes: []))),
+        ])
+        let r = try applier(.system).apply(plan)
+        #expect(Record.ran.withLock { $0 } == ["B-stop", "B-archive"])
+        #expect(r.outcomes["A"] == .init(status: .failed, reason: "the disk said no"))
+        #expect(r.outcomes["B"] == .init(status: .active, reason: nil))
+    }
+
+    @Test("an error in a server step fails the command")
+    func serverStepFailsCommand() throws {
+        let plan = Plan(steps: [Step(nil, "breaks", .directories, .custom(Record(name: "server", throwing: true)))])
+        #expect(throws: Broken.self) { try applier(.system).apply(plan) }
+    }
+
+    @Test("verification waits on the injected clock: a tenant that never answers fails without real waiting")
+    func verificationUsesTheClock() throws {
+        let time = ManualTime()
+        let plan = Plan(steps: [Step("A", "verify", .verify, .verify(Verification(expect: .active, probes: [
+            .http(host: "a.test", address: "127.0.0.1:1", expect: .active),
+        ])))])
+        let started = Date()
+        let r = try applier(time.source).apply(plan)
+        #expect(Date().timeIntervalSince(started) < 5, "the 10 s of verification passed on the test's clock")
+        let o = try #require(r.outcomes["A"])
+        #expect(o.status == .failed)
+        #expect(o.reason?.hasPrefix("http://a.test/ via 127.0.0.1:1 did not serve as active") == true, "\(o.reason ?? "")")
+        let verify = try #require(r.phases.first { $0.0 == "verify" })
+        #expect(verify.1 >= 10, "phase times are read from the same clock")
+    }
+}
