@@ -13,7 +13,7 @@ struct Desactl: ParsableCommand {
         The config comes from --config, else $DESA_CONFIG, else /etc/desa/desa.toml.
         Mutating commands take --dry-run (print the plan, change nothing) and --json.
         """,
-        subcommands: [SandboxCommand.self, TenantCommand.self, PlanCommand.self, ApplyCommand.self]
+        subcommands: [SandboxCommand.self, TenantCommand.self, PlanCommand.self, ApplyCommand.self, ConfigCommand.self]
     )
 
     /// `desactl --config PATH <command> ...`: a --config before the command names applies
@@ -44,9 +44,7 @@ struct GlobalOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Print each tenant's outcome, not just the summary.")
     var verbose = false
 
-    var configPath: String {
-        config ?? ProcessInfo.processInfo.environment["DESA_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/desa/desa.toml"
-    }
+    var configPath: String { Config.resolvedPath(config) }
 
     func loadConfig() throws -> Config { try Config.load(path: configPath) }
 

@@ -66,67 +66,6 @@ struct VillageListTests {
     }
 }
 
-@Suite("Config")
-struct ConfigTests {
-    @Test("a sandbox config survives writing and reading back")
-    func sandboxRoundTrip() throws {
-        var o = Sandbox.Options(dir: "/var/tmp/desa-x")
-        o.templates = Support.templates
-        let c = Sandbox.config(for: o)
-        let parsed = try Config.parse(Sandbox.toml(c, options: o))
-        var expected = c
-        expected.path = parsed.path
-        #expect(parsed == expected)
-    }
-
-    @Test("bad values name the key", arguments: [
-        ("mode = \"cloud\"", "mode must be sandbox or production"),
-        ("[regency]\ncode = \"32\"", "malformed regency code"),
-        ("[regency]\ndomain = \"bad domain\"", "\"bad domain\""),
-        ("[regency]\ndomain = \"a;b.go.id\"", "invalid label"),
-        ("[users]\nprefix = \"Bad\"", "user prefix"),
-        ("[users]\nuid_min = 10", "uid_min/uid_max"),
-        ("[paths]\nweb_root = \"srv/desa\"", "must be absolute"),
-        ("[paths]\nweb_root = \"/srv/$x\"", "must be absolute"),
-        ("[nginx]\nprobe = \"localhost\"", "nginx.probe"),
-        ("[php]\ndefault = \"7.4\"", "php.default"),
-        ("[nginx]\nfastcgi_params = \"/etc/nginx/fastcgi_params;include /x\"", "nginx.fastcgi_params"),
-        ("[nginx]\nservice = \"nginx; reboot\"", "nginx.service"),
-        ("[users]\nweb_group = \"www data\"", "users.web_group"),
-        ("[nginx]\nserver_names_hash_bucket_size = 100", "server_names_hash_bucket_size"),
-        ("[users]\nuid_min = \"x\"", "users.uid_min must be an integer"),
-        ("this is not toml", "line 1"),
-    ])
-    func badConfig(text: String, reason: String) {
-        let e = #expect(throws: DesaError.self, "accepted: \(text)") { try Config.parse(text, source: "desa.toml") }
-        #expect(e?.message.contains(reason) == true, "got: \(e?.message ?? "")")
-        #expect(e?.message.hasPrefix("desa.toml") == true)
-    }
-
-    @Test("PHP versions map to their own binaries and pool directories")
-    func phpVersions() throws {
-        let c = try Config.parse("""
-        [php]
-        default = "8.2"
-        [php.versions."8.2"]
-        binary = "/usr/sbin/php-fpm8.2"
-        main_conf = "/etc/php/8.2/fpm/php-fpm.conf"
-        pool_dir = "/etc/php/8.2/fpm/pool.d"
-        socket_dir = "/run/php"
-        pid_file = "/run/php/php8.2-fpm.pid"
-        [php.versions."7.4"]
-        binary = "/opt/php74/sbin/php-fpm"
-        main_conf = "/opt/php74/etc/php-fpm.conf"
-        pool_dir = "/opt/php74/etc/pool.d"
-        socket_dir = "/run/php74"
-        pid_file = "/run/php74/fpm.pid"
-        """)
-        #expect(try c.phpVersion("7.4").poolDir == "/opt/php74/etc/pool.d")
-        #expect(try c.phpVersion("7.4").service == "php7.4-fpm")
-        #expect(throws: DesaError.self) { try c.phpVersion("8.4") }
-    }
-}
-
 @Suite("JSON output")
 struct JSONTests {
     @Test("strings are escaped and key order is kept")

@@ -89,12 +89,15 @@ public enum Sandbox {
         if (o.dir + "/run/php/" + o.userPrefix + "0000000000.sock").utf8.count > 100 {
             throw DesaError.invalid("sandbox directory \(o.dir) is too long for PHP-FPM socket paths; use a shorter one")
         }
+        let c = config(for: o)
+        // What is written must load: the options pass the same checks as any desa.toml.
+        let text = try toml(c, options: o)
+        _ = try Config.parse(text, source: c.path)
         try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
         try checkTraversable(o.dir)
-        let c = config(for: o)
         _ = try Renderer(config: c)  // the templates must be there
-        try AtomicFiles.write([FileWrite(path: c.path, content: toml(c, options: o), mode: 0o600)])
+        try AtomicFiles.write([FileWrite(path: c.path, content: text, mode: 0o600)])
         try prepare(c)
         return c
     }
@@ -136,71 +139,15 @@ public enum Sandbox {
         try AtomicFiles.write(files)
     }
 
-    static func tomlString(_ s: String) -> String {
-        "\"" + s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-    }
-
-    static func toml(_ c: Config, options o: Options) -> String {
-        let q = tomlString
-        var s = """
+    /// The sandbox's desa.toml: the encoded config (every key, so none can be forgotten)
+    /// under a short header.
+    static func toml(_ c: Config, options o: Options) throws -> String {
+        """
         # desa sandbox: every path lies under \(o.dir).
         # nginx and php-fpm are run by desactl on \(c.nginxListen) (desactl sandbox start|stop).
-        mode = "sandbox"
+        # Every key is written out; desactl config check --config \(c.path) explains a bad one.
 
-        [regency]
-        code = \(q(c.regencyCode))
-        domain = \(q(c.domain))
-
-        [paths]
-        state_dir = \(q(c.stateDir))
-        web_root = \(q(c.webRoot))
-        archive_dir = \(q(c.archiveDir))
-        acme_root = \(q(c.acmeRoot))
-        log_dir = \(q(c.logDir))
-        templates = \(q(c.templates))
-        # operator_templates = "/etc/desa/templates"
-
-        [users]
-        prefix = \(q(c.userPrefix))
-        uid_min = \(c.uidMin)
-        uid_max = \(c.uidMax)
-        web_group = \(q(c.webGroup))
-        sysusers_file = \(q(c.sysusersFile))
-
-        [nginx]
-        binary = \(q(c.nginxBinary))
-        main_conf = \(q(c.nginxMainConf))
-        prefix = \(q(c.nginxPrefix ?? ""))
-        sites_dir = \(q(c.nginxSitesDir))
-        pid_file = \(q(c.nginxPidFile))
-        listen = \(q(c.nginxListen))
-        probe = \(q(c.probeAddress))
-        fastcgi_params = \(q(c.fastcgiParams))
-        service = ""   # desactl runs nginx itself in a sandbox
-        error_log_file = \(q(c.nginxErrorLog))
-        # "tenant": logs/error.log in each home; "shared": one file, for very many tenants
-        tenant_error_logs = \(q(c.tenantErrorLogs))
-        # bounds the length of server names (aliases); the sandbox's nginx.conf uses it
-        server_names_hash_bucket_size = \(c.serverNamesHashBucketSize)
-
-        [php]
-        default = \(q(c.defaultPHP))
-
-        """
-        for (v, p) in c.php.sorted(by: { $0.key < $1.key }) {
-            s += """
-
-            [php.versions.\(q(v))]
-            binary = \(q(p.binary))
-            main_conf = \(q(p.mainConf))
-            pool_dir = \(q(p.poolDir))
-            socket_dir = \(q(p.socketDir))
-            pid_file = \(q(p.pidFile))
-            service = \(q(p.service))
-
-            """
-        }
-        return s
+        """ + (try c.toml())
     }
 
     static func requireSandbox(_ c: Config) throws {

@@ -132,7 +132,7 @@ struct EndToEndTests {
         }
         """.write(toFile: ops + "/broken.conf.mustache", atomically: true, encoding: .utf8)
         var toml = Support.read(h.configPath)
-        toml = toml.replacingOccurrences(of: "# operator_templates = \"/etc/desa/templates\"",
+        toml = toml.replacingOccurrences(of: "operator_templates = \"\"",
                                          with: "operator_templates = \"\(h.dir)/operator-templates\"")
         try toml.write(toFile: h.configPath, atomically: true, encoding: .utf8)
 

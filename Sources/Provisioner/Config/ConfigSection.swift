@@ -1,0 +1,84 @@
+import Foundation
+
+/// One `[name]` table of desa.toml, owned by one capability. A section decodes strictly
+/// (an unknown key or a wrong type is an error naming the key), takes `init()` as its
+/// defaults for whatever the file leaves out, and checks its values in `validate(in:)`.
+///
+/// A new section needs its type and one line in `ConfigSections.registered`; `Config`
+/// itself does not change. `init(from:)` should fill missing keys from `init()`
+/// (`decodeIfPresent(...) ?? defaults.x`): a missing key is never an error unless the
+/// section says so.
+public protocol ConfigSection: Codable, Sendable, Equatable {
+    /// The table's name in desa.toml, e.g. `nginx` for `[nginx]`.
+    static var name: String { get }
+    /// The defaults: what an absent section means.
+    init()
+    /// Refuses values that decode but make no sense; throws `DesaError(.config, "<key> ...")`
+    /// naming the key as it is spelt in the file (`nginx.listen`). `config` gives the other
+    /// sections, for checks that span them.
+    func validate(in config: Config) throws
+}
+
+extension ConfigSection {
+    func isEqual(to other: any ConfigSection) -> Bool {
+        guard let o = other as? Self else { return false }
+        return self == o
+    }
+}
+
+/// The section types desa.toml may contain besides the core ones (`mode`, `[regency]`,
+/// `[paths]`, `[users]`). The one list: decoding, encoding, validation and
+/// `desactl config check` all follow it, in this order. Safe to read and change from any
+/// thread; `register` is meant for start-up (and tests).
+public enum ConfigSections {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var types: [any ConfigSection.Type] = [
+        NginxSettings.self,
+        PHPSettings.self,
+    ]
+
+    public static var registered: [any ConfigSection.Type] {
+        get { lock.withLock { types } }
+        set { lock.withLock { types = newValue } }
+    }
+
+    /// Adds a section type unless one of that name is registered already.
+    public static func register(_ type: any ConfigSection.Type) {
+        lock.withLock {
+            if !types.contains(where: { $0.name == type.name }) { types.append(type) }
+        }
+    }
+}
+
+/// A config value that is one of a few words (`mode = "sandbox"`); decoding another word
+/// is an error listing them: `mode must be sandbox or production (got "cloud")`.
+public protocol ConfigEnum: RawRepresentable, CaseIterable, Codable, Sendable where RawValue == String {}
+
+extension ConfigEnum {
+    public init(from decoder: Decoder) throws {
+        let word = try decoder.singleValueContainer().decode(String.self)
+        guard let v = Self(rawValue: word) else {
+            let words = Self.allCases.map(\.rawValue)
+            let list = words.count > 1 ? words.dropLast().joined(separator: ", ") + " or " + words.last! : words.joined()
+            throw ConfigDecodingError(message: "\(ConfigKeyPath.dotted(decoder.codingPath)) must be \(list) (got \(Quote.show(word)))")
+        }
+        self = v
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(rawValue)
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// The value at `key`, or `fallback` when the file leaves it out.
+    func value<T: Decodable>(_ key: Key, or fallback: @autoclosure () -> T) throws -> T {
+        try decodeIfPresent(T.self, forKey: key) ?? fallback()
+    }
+
+    /// A path that may be empty in the file, meaning "none".
+    func optionalPath(_ key: Key) throws -> String? {
+        try decodeIfPresent(String.self, forKey: key).flatMap { $0.isEmpty ? nil : $0 }
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import Foundation
+import Provisioner
+
+struct ConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "Check a desa.toml.",
+        subcommands: [Check.self]
+    )
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the config file and print the effective config, defaults filled in, as TOML.",
+            discussion: """
+            Exits 0 when the file is valid. Otherwise prints one line naming the key \
+            (an unknown key or section, a wrong type, a bad value) and exits 1.
+            """
+        )
+        @Option(name: .long, help: ArgumentHelp("Config file to check (default: $DESA_CONFIG or /etc/desa/desa.toml).", valueName: "PATH"))
+        var config: String?
+
+        func run() throws {
+            try desactl.run {
+                let c = try Config.load(path: Config.resolvedPath(config))
+                print("# \(c.path): valid; every key with its effective value")
+                print(try c.toml(), terminator: "")
+            }
+        }
+    }
+}
