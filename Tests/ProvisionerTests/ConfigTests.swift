@@ -63,25 +63,25 @@ struct ConfigTests {
         #expect(c.archiveDir == "/data/desa/archive")
         #expect(c.acmeRoot == "/data/desa/acme")
         #expect(c.uidMin == 200_000 && c.uidMax == 299_999)
-        #expect(c.php.keys.sorted() == ["8.2"])
-        #expect(c.defaultPHP == "8.2")
+        #expect(c.php.versions.keys.sorted() == ["8.2"])
+        #expect(c.php.default == "8.2")
         // And the effective config, printed, reads back as the same config.
         #expect(try Config.parse(c.toml()) == c)
     }
 
-    @Test("the flat names read and write the sections")
+    @Test("the short names and the sections' accessors read and write the sections")
     func flatNames() {
         var c = Config()
-        c.nginxSitesDir = "/x/sites"
-        c.tenantErrorLogs = "shared"
-        c.serverNamesHashBucketSize = 256
+        c.nginx.sitesDir = "/x/sites"
+        c.nginx.tenantErrorLogs = .shared
+        c.nginx.serverNamesHashBucketSize = 256
         c.uidMin = 400_000
         #expect(c.nginx.sitesDir == "/x/sites")
         #expect(c.nginx.tenantErrorLogs == .shared)
-        #expect(c.maxServerNameLength == 238)
+        #expect(c.nginx.maxServerNameLength == 238)
         #expect(c.users.uidMin == 400_000)
         c.nginx.listen = "81"
-        #expect(c.nginxListen == "81")
+        #expect(c.nginx.listen == "81")
         #expect(c != Config())
     }
 
@@ -165,9 +165,9 @@ struct ConfigTests {
         socket_dir = "/run/php74"
         pid_file = "/run/php74/fpm.pid"
         """)
-        #expect(try c.phpVersion("7.4").poolDir == "/opt/php74/etc/pool.d")
-        #expect(try c.phpVersion("7.4").service == "php7.4-fpm")
-        #expect(throws: DesaError.self) { try c.phpVersion("8.4") }
+        #expect(try c.php.version("7.4").poolDir == "/opt/php74/etc/pool.d")
+        #expect(try c.php.version("7.4").service == "php7.4-fpm")
+        #expect(throws: DesaError.self) { try c.php.version("8.4") }
         #expect(try Config.parse(c.toml()) == c)
     }
 
@@ -221,7 +221,7 @@ struct ConfigTests {
         let good = try runner.run([Support.desactl, "config", "check", "--config", dir + "/good.toml"])
         #expect(good.ok, "\(good.message)")
         let effective = try Config.parse(good.stdout)
-        #expect(effective.mode == .sandbox && effective.nginxListen == "8080" && effective.nginxSitesDir == "/etc/nginx/desa")
+        #expect(effective.mode == .sandbox && effective.nginx.listen == "8080" && effective.nginx.sitesDir == "/etc/nginx/desa")
 
         try "[nginx]\nsites_dri = \"/srv/x\"\n".write(toFile: dir + "/bad.toml", atomically: true, encoding: .utf8)
         let bad = try runner.run([Support.desactl, "--config", dir + "/bad.toml", "config", "check"])

@@ -64,7 +64,7 @@ struct PlannerTests {
         let plan = try plan(FakeObserver(), [t])
         let home = c.webRoot + "/cileunyi-kulon", logs = c.tenantLogRoot + "/cileunyi-kulon"
         let user = "dgold3204052001", uid = 310_000
-        let php = c.php["8.2"]!
+        let php = c.php.versions["8.2"]!
         func dir(_ p: String, _ u: Int, _ g: Int, _ m: Int, _ who: String? = nil) -> Step {
             Step(who, "create-directory", .directories, .directory(DirSpec(path: p, uid: u, gid: g, mode: m)))
         }
@@ -76,7 +76,7 @@ struct PlannerTests {
             Step(nil, "create-sysusers", .users, .userBatch(UserBatch(file: c.sysusersFile, content: Users.sysusersText([spec])))),
             dir(c.webRoot, 0, 0, 0o711), dir(c.archiveDir, 0, 0, 0o700), dir(c.logDir, 0, 0, 0o755), dir(c.tenantLogRoot, 0, 0, 0o711),
             dir(c.acmeRoot, 0, 0, 0o755), dir(c.acmeRoot + "/.well-known", 0, 0, 0o755),
-            dir(c.acmeRoot + "/.well-known/acme-challenge", 0, 0, 0o755), dir(c.nginxSitesDir, 0, 0, 0o755),
+            dir(c.acmeRoot + "/.well-known/acme-challenge", 0, 0, 0o755), dir(c.nginx.sitesDir, 0, 0, 0o755),
             dir(php.poolDir, 0, 0, 0o755), dir(php.socketDir, 0, 0, 0o755),
             Step(t.code, "create-user", .users, .user(spec)),
             dir(home, uid, webGID, 0o750, t.code), dir(home + "/public", uid, webGID, 0o2750, t.code),
@@ -86,12 +86,12 @@ struct PlannerTests {
             Step(t.code, "create-link", .directories, .link(path: home + "/logs", target: logs)),
             Step(t.code, "write-starter-page", .directories, .content(ContentSpec(path: home + "/public/index.html",
                  content: try r.starterPage(t, aliases: []), uid: uid, gid: webGID, mode: 0o640))),
-            Step(t.code, "create-config", .files, .managed(ManagedFile(path: c.nginxSitesDir + "/cileunyi-kulon.conf",
+            Step(t.code, "create-config", .files, .managed(ManagedFile(path: c.nginx.sitesDir + "/cileunyi-kulon.conf",
                  content: try r.vhost(t, aliases: []), service: "nginx", blame: [home + "/"]))),
             Step(t.code, "create-config", .files, .managed(ManagedFile(path: php.poolDir + "/" + user + ".conf",
                  content: try r.pool(t, aliases: []), service: "php8.2-fpm", blame: ["[pool \(user)]", home + "/"]))),
             Step(t.code, "verify", .verify, .verify(Verification(expect: .active, probes: [
-                .http(host: "cileunyi-kulon.bandungkab.go.id", address: c.probeAddress, expect: .active),
+                .http(host: "cileunyi-kulon.bandungkab.go.id", address: c.nginx.probe, expect: .active),
                 .socket(path: php.socketDir + "/" + user + ".sock"),
             ]))),
         ]
@@ -115,14 +115,14 @@ struct PlannerTests {
     func foreignFile() throws {
         let t = try RendererTests.tenant()
         let o = try converged([t])
-        let vhost = config.nginxSitesDir + "/cileunyi-kulon.conf"
+        let vhost = config.nginx.sitesDir + "/cileunyi-kulon.conf"
         o.files[vhost] = "server { listen 80; server_name hand-made; }\n"
         #expect(try plan(o, [active(t)]).steps == [
             .fail(t.code, "\(vhost) exists and is not managed by desa for this tenant; refusing to overwrite it"),
         ])
         // A foreign file that no tenant wants is left alone too.
         let o2 = try converged([t])
-        o2.files[config.nginxSitesDir + "/operator.conf"] = "server { }\n"
+        o2.files[config.nginx.sitesDir + "/operator.conf"] = "server { }\n"
         #expect(try plan(o2, [active(t)]).isEmpty)
     }
 
@@ -130,7 +130,7 @@ struct PlannerTests {
     func drift() throws {
         let t = try RendererTests.tenant()
         let o = try converged([t])
-        let vhost = config.nginxSitesDir + "/cileunyi-kulon.conf"
+        let vhost = config.nginx.sitesDir + "/cileunyi-kulon.conf"
         let wanted = o.files[vhost]!
         o.files[vhost]! += "# edited by hand\n"
         o.stats[t.home(config) + "/public"]!.mode = 0o777
@@ -151,14 +151,14 @@ struct PlannerTests {
         t.desired = .deleted
         t.status = .active
         let home = t.home(config), logs = t.logDir(config)
-        let pool = config.php["8.2"]!.poolDir + "/dgold3204052001.conf"
+        let pool = config.php.versions["8.2"]!.poolDir + "/dgold3204052001.conf"
         let expected: [Step] = [
             Step(nil, "update-sysusers", .users, .userBatch(UserBatch(file: config.sysusersFile, content: Users.sysusersText([])))),
             Step(t.code, "delete-user", .userRemoval, .custom(DeleteUser(name: "dgold3204052001"))),
             Step(t.code, "stop-processes", .stop, .custom(StopProcesses(uid: t.uid, gid: t.uid, count: 2))),
             Step(t.code, "archive-home", .archive, .custom(ArchiveHome(home: home, logDir: logs,
                  to: config.archiveDir + "/cileunyi-kulon-3204052001-20270115T080000Z"))),
-            Step(t.code, "remove-config", .files, .managed(ManagedFile(path: config.nginxSitesDir + "/cileunyi-kulon.conf", content: nil, service: "nginx"))),
+            Step(t.code, "remove-config", .files, .managed(ManagedFile(path: config.nginx.sitesDir + "/cileunyi-kulon.conf", content: nil, service: "nginx"))),
             Step(t.code, "remove-config", .files, .managed(ManagedFile(path: pool, content: nil, service: "php8.2-fpm"))),
             Step(t.code, "verify", .verify, .verify(Verification(expect: .deleted, probes: []))),
         ]
@@ -223,7 +223,7 @@ struct PlannerTests {
         #expect(m.content?.contains("return 503") == true)
         #expect(m.content?.contains("server_name cileunyi-kulon.bandungkab.go.id cileunyikulon.desa.id;") == true)
         #expect(plan.steps.last == Step(t.code, "verify", .verify, .verify(Verification(expect: .suspended, probes: [
-            .http(host: "cileunyi-kulon.bandungkab.go.id", address: config.probeAddress, expect: .suspended),
+            .http(host: "cileunyi-kulon.bandungkab.go.id", address: config.nginx.probe, expect: .suspended),
         ]))))
     }
 

@@ -85,7 +85,7 @@ struct RendererTests {
         let c = Self.config(dir: dir)
         let r = try Renderer(config: c)
         let home = c.webRoot + "/cileunyi-kulon"
-        for d in [c.tenantLogRoot + "/cileunyi-kulon", home + "/public", c.nginxSitesDir, c.php["8.2"]!.poolDir, c.logDir, dir + "/nginx/tmp"] {
+        for d in [c.tenantLogRoot + "/cileunyi-kulon", home + "/public", c.nginx.sitesDir, c.php.versions["8.2"]!.poolDir, c.logDir, dir + "/nginx/tmp"] {
             try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
         }
         defer { try? FileManager.default.removeItem(atPath: dir) }
@@ -95,13 +95,13 @@ struct RendererTests {
             var t = try Self.tenant(template: template, desired: desired)
             t.slug = "t\(i)"
             try FileManager.default.createDirectory(atPath: c.tenantLogRoot + "/t\(i)", withIntermediateDirectories: true)
-            try AtomicFiles.write([FileWrite(path: c.nginxSitesDir + "/t\(i).conf", content: try r.vhost(t, aliases: ["t\(i).desa.id"]))])
+            try AtomicFiles.write([FileWrite(path: c.nginx.sitesDir + "/t\(i).conf", content: try r.vhost(t, aliases: ["t\(i).desa.id"]))])
         }
         let nginx = try ServiceControl(config: c, runner: runner).test(.nginx(c))
         #expect(nginx.ok, "\(nginx.message)")
         // The pool names a user; www-data exists everywhere nginx is installed.
         let pool = try r.pool(try Self.tenant(), aliases: []).replacingOccurrences(of: "dgold3204052001\n", with: "www-data\n")
-        try AtomicFiles.write([FileWrite(path: c.php["8.2"]!.poolDir + "/p.conf", content: pool)])
+        try AtomicFiles.write([FileWrite(path: c.php.versions["8.2"]!.poolDir + "/p.conf", content: pool)])
         let php = try ServiceControl(config: c, runner: runner).test(.phpFPM("8.2", c))
         #expect(php.ok, "\(php.message)")
     }

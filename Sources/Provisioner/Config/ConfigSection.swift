@@ -4,8 +4,8 @@ import Foundation
 /// (an unknown key or a wrong type is an error naming the key), takes `init()` as its
 /// defaults for whatever the file leaves out, and checks its values in `validate(in:)`.
 ///
-/// A new section needs its type and one line in `ConfigSections.registered`; `Config`
-/// itself does not change. `init(from:)` should fill missing keys from `init()`
+/// A capability declares its section in `Capability.settings`; `Config` itself does not
+/// change. `init(from:)` should fill missing keys from `init()`
 /// (`decodeIfPresent(...) ?? defaults.x`): a missing key is never an error unless the
 /// section says so.
 public protocol ConfigSection: Codable, Sendable, Equatable {
@@ -27,15 +27,13 @@ extension ConfigSection {
 }
 
 /// The section types desa.toml may contain besides the core ones (`mode`, `[regency]`,
-/// `[paths]`, `[users]`). The one list: decoding, encoding, validation and
+/// `[paths]`, `[users]`): the registered capabilities' sections. The one list: decoding, encoding, validation and
 /// `desactl config check` all follow it, in this order. Safe to read and change from any
 /// thread; `register` is meant for start-up (and tests).
 public enum ConfigSections {
     private static let lock = NSLock()
-    nonisolated(unsafe) private static var types: [any ConfigSection.Type] = [
-        NginxSettings.self,
-        PHPSettings.self,
-    ]
+    /// The sections of the built-in capabilities (`Capability.settings`).
+    nonisolated(unsafe) private static var types: [any ConfigSection.Type] = Capabilities.builtIn.flatMap { $0.settings }
 
     public static var registered: [any ConfigSection.Type] {
         get { lock.withLock { types } }

@@ -29,7 +29,7 @@ public struct ApplyContext: Sendable {
     public init(config: Config, runner: ProcessRunning, time: TimeSource = .system) {
         self.config = config; self.runner = runner; self.time = time
         users = Users(runner: runner, passwdFile: config.passwdFile, sysusersFile: config.sysusersFile)
-        services = ServiceControl(mode: config.mode, runner: runner, logDir: config.logDir, probeAddress: config.probeAddress, time: time)
+        services = ServiceControl(mode: config.mode, runner: runner, logDir: config.logDir, probeAddress: config.nginx.probe, time: time)
     }
 
     public var clock: TimeSource { time }

@@ -45,6 +45,8 @@ public protocol Capability: Sendable {
     associatedtype Observation: Sendable
     /// A short name (`vhosts`), for errors.
     var name: String { get }
+    /// The config sections this capability owns (`[nginx]`), decoded strictly.
+    var settings: [any ConfigSection.Type] { get }
     /// The services that read this capability's managed files.
     func services(_ config: Config) -> [ServiceSpec]
     /// Reads what the capability needs to know about the server now.
@@ -54,6 +56,7 @@ public protocol Capability: Sendable {
 }
 
 extension Capability {
+    public var settings: [any ConfigSection.Type] { [] }
     public func services(_ config: Config) -> [ServiceSpec] { [] }
 
     /// Observes, then plans: the two halves kept together for an existential.

@@ -59,9 +59,9 @@ extension Engine {
     func checkOptions(_ o: TenantOptions) throws -> (String, String) {
         let template = o.template ?? "default"
         try renderer().checkSiteTemplate(template)
-        let php = o.php ?? config.defaultPHP
+        let php = o.php ?? config.php.default
         try Names.validatePHPVersion(php)
-        _ = try config.phpVersion(php)
+        _ = try config.php.version(php)
         return (template, php)
     }
 
@@ -186,7 +186,7 @@ extension Engine {
 
     public func set(_ key: String, options: TenantOptions, dryRun: Bool = false) throws -> ChangeReport {
         if let tpl = options.template { try renderer().checkSiteTemplate(tpl) }
-        if let php = options.php { try Names.validatePHPVersion(php); _ = try config.phpVersion(php) }
+        if let php = options.php { try Names.validatePHPVersion(php); _ = try config.php.version(php) }
         return try updateTenant(key, op: "set", dryRun: dryRun) { t, _ in
             if let tpl = options.template { t.template = tpl }
             if let php = options.php { t.php = php }
@@ -195,8 +195,8 @@ extension Engine {
 
     public func addAlias(_ key: String, domain raw: String, dryRun: Bool = false) throws -> ChangeReport {
         let domain = try Names.validateDomain(raw)
-        if domain.count > config.maxServerNameLength {
-            throw DesaError.invalid("alias \(domain) is \(domain.count) characters; nginx.server_names_hash_bucket_size \(config.serverNamesHashBucketSize) holds server names of up to \(config.maxServerNameLength) (raise it in nginx.conf and desa.toml for longer ones)")
+        if domain.count > config.nginx.maxServerNameLength {
+            throw DesaError.invalid("alias \(domain) is \(domain.count) characters; nginx.server_names_hash_bucket_size \(config.nginx.serverNamesHashBucketSize) holds server names of up to \(config.nginx.maxServerNameLength) (raise it in nginx.conf and desa.toml for longer ones)")
         }
         if domain == config.domain || domain.hasSuffix("." + config.domain) {
             throw DesaError.invalid("\(domain) lies under the regency domain \(config.domain); names there are the tenants' own slugs")

@@ -52,7 +52,7 @@ public struct HomesCapability: Capability {
             FileSpec(path: dir + "/php-slow.log", uid: 0, gid: gid, mode: 0o640),
             FileSpec(path: dir + "/php-error.log", uid: uid, gid: gid, mode: 0o640),
         ]
-        if d.config.tenantErrorLogs == "tenant" { files.append(FileSpec(path: dir + "/error.log", uid: 0, gid: gid, mode: 0o640)) }
+        if d.config.nginx.tenantErrorLogs == .tenant { files.append(FileSpec(path: dir + "/error.log", uid: 0, gid: gid, mode: 0o640)) }
         return files
     }
 

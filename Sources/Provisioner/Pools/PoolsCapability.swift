@@ -13,11 +13,12 @@ public struct PoolsCapability: Capability {
     public init() {}
     public var name: String { "pools" }
 
-    public func services(_ config: Config) -> [ServiceSpec] { config.php.keys.sorted().map { .phpFPM($0, config) } }
+    public var settings: [any ConfigSection.Type] { [PHPSettings.self] }
+    public func services(_ config: Config) -> [ServiceSpec] { config.php.versions.keys.sorted().map { .phpFPM($0, config) } }
 
     func baseDirectories(_ c: Config) -> [DirSpec] {
-        c.php.keys.sorted().flatMap { v -> [DirSpec] in
-            let p = c.php[v]!
+        c.php.versions.keys.sorted().flatMap { v -> [DirSpec] in
+            let p = c.php.versions[v]!
             return [DirSpec(path: p.poolDir, uid: 0, gid: 0, mode: 0o755), DirSpec(path: p.socketDir, uid: 0, gid: 0, mode: 0o755)]
         }
     }
@@ -33,7 +34,7 @@ public struct PoolsCapability: Capability {
         var stats: [String: FileStat] = [:]
         for dir in baseDirectories(d.config) { if let st = host.stat(dir.path) { stats[dir.path] = st } }
         let prefix = d.config.userPrefix
-        let files = host.configFiles(in: Array(Set(d.config.php.values.map(\.poolDir))).sorted())
+        let files = host.configFiles(in: Array(Set(d.config.php.versions.values.map(\.poolDir))).sorted())
             .filter { Self.isPoolName(($0.key as NSString).lastPathComponent, prefix: prefix) }
         return Observation(files: files, stats: stats)
     }
@@ -47,7 +48,7 @@ public struct PoolsCapability: Capability {
         var files = seen.files
         for t in d.tenants where t.desired == .active {
             do {
-                let php = try d.config.phpVersion(t.php)
+                let php = try d.config.php.version(t.php)
                 let path = php.poolDir + "/" + t.userName(prefix: d.config.userPrefix) + ".conf"
                 let existing = files.removeValue(forKey: path)
                 let content = try d.renderer.pool(t, aliases: d.aliases[t.code] ?? [])
@@ -61,8 +62,8 @@ public struct PoolsCapability: Capability {
             }
         }
         // A leftover pool belongs to the php-fpm of the directory it is in.
-        for v in d.config.php.keys.sorted() {
-            let dir = d.config.php[v]!.poolDir + "/"
+        for v in d.config.php.versions.keys.sorted() {
+            let dir = d.config.php.versions[v]!.poolDir + "/"
             let mine = files.filter { $0.key.hasPrefix(dir) && !$0.key.dropFirst(dir.count).contains("/") }
             for k in mine.keys { files[k] = nil }
             orphanSteps(mine, service: ServiceSpec.phpFPM(v, d.config).name, known: d.known, removeUnknown: d.removeUnknown, into: &out)
@@ -74,7 +75,7 @@ public struct PoolsCapability: Capability {
 extension ServiceSpec {
     /// The php-fpm master of one PHP version, as the config runs it.
     public static func phpFPM(_ version: String, _ c: Config) -> ServiceSpec {
-        guard let p = c.php[version] else { return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM) }
+        guard let p = c.php.versions[version] else { return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM) }
         return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM, binary: p.binary, check: [p.binary, "-t", "-y", p.mainConf],
                            start: [p.binary, "-y", p.mainConf], pidFile: p.pidFile, unit: c.mode == .production ? p.service : "",
                            socketDir: p.socketDir)

@@ -51,15 +51,15 @@ public enum Sandbox {
         c.uidMin = o.uidMin
         c.uidMax = o.uidMax
         c.sysusersFile = d + "/state/sysusers.conf"
-        c.nginxMainConf = d + "/nginx/nginx.conf"
-        c.nginxPrefix = d + "/nginx/"
-        c.nginxSitesDir = d + "/nginx/sites"
-        c.nginxPidFile = d + "/run/nginx.pid"
-        c.nginxListen = "127.0.0.1:\(o.httpPort)"
-        c.probeAddress = "127.0.0.1:\(o.httpPort)"
-        c.nginxService = ""
-        c.nginxErrorLog = d + "/logs/nginx-error.log"
-        c.php = ["8.2": Config.PHPVersion(binary: "/usr/sbin/php-fpm8.2", mainConf: d + "/php/8.2/php-fpm.conf",
+        c.nginx.mainConf = d + "/nginx/nginx.conf"
+        c.nginx.prefix = d + "/nginx/"
+        c.nginx.sitesDir = d + "/nginx/sites"
+        c.nginx.pidFile = d + "/run/nginx.pid"
+        c.nginx.listen = "127.0.0.1:\(o.httpPort)"
+        c.nginx.probe = "127.0.0.1:\(o.httpPort)"
+        c.nginx.service = ""
+        c.nginx.errorLogFile = d + "/logs/nginx-error.log"
+        c.php.versions = ["8.2": PHPSettings.Version(binary: "/usr/sbin/php-fpm8.2", mainConf: d + "/php/8.2/php-fpm.conf",
                                           poolDir: d + "/php/8.2/pool.d", socketDir: d + "/run/php",
                                           pidFile: d + "/run/php8.2-fpm.pid", service: "")]
         return c
@@ -124,12 +124,12 @@ public enum Sandbox {
         }
         chmod(dir + "/state", 0o700)
         let r = try Renderer(config: c)
-        var files = [FileWrite(path: c.nginxMainConf, content: try r.renderSandbox("nginx", [
-            "dir": dir, "listen": c.nginxListen, "pid_file": c.nginxPidFile, "log_dir": c.logDir,
-            "nginx_dir": dir + "/nginx", "sites_dir": c.nginxSitesDir, "web_user": c.webGroup,
-            "server_names_hash_bucket_size": c.serverNamesHashBucketSize,
+        var files = [FileWrite(path: c.nginx.mainConf, content: try r.renderSandbox("nginx", [
+            "dir": dir, "listen": c.nginx.listen, "pid_file": c.nginx.pidFile, "log_dir": c.logDir,
+            "nginx_dir": dir + "/nginx", "sites_dir": c.nginx.sitesDir, "web_user": c.webGroup,
+            "server_names_hash_bucket_size": c.nginx.serverNamesHashBucketSize,
         ]))]
-        for (v, p) in c.php {
+        for (v, p) in c.php.versions {
             try FileManager.default.createDirectory(atPath: p.poolDir, withIntermediateDirectories: true)
             files.append(FileWrite(path: p.mainConf, content: try r.renderSandbox("php-fpm", [
                 "dir": dir, "php_version": v, "pid_file": p.pidFile, "log_dir": c.logDir,
@@ -144,7 +144,7 @@ public enum Sandbox {
     static func toml(_ c: Config, options o: Options) throws -> String {
         """
         # desa sandbox: every path lies under \(o.dir).
-        # nginx and php-fpm are run by desactl on \(c.nginxListen) (desactl sandbox start|stop).
+        # nginx and php-fpm are run by desactl on \(c.nginx.listen) (desactl sandbox start|stop).
         # Every key is written out; desactl config check --config \(c.path) explains a bad one.
 
         """ + (try c.toml())
@@ -160,7 +160,7 @@ public enum Sandbox {
         try requireSandbox(c)
         try prepare(c)
         let s = ServiceControl(config: c, runner: runner)
-        for v in c.php.keys.sorted() {
+        for v in c.php.versions.keys.sorted() {
             let r = try s.test(.phpFPM(v, c))
             if !r.ok { throw DesaError(.checkFailed, "php-fpm \(v) configuration fails its check: \(r.message)") }
             try s.start(.phpFPM(v, c))
@@ -174,7 +174,7 @@ public enum Sandbox {
         try requireSandbox(c)
         let s = ServiceControl(config: c, runner: runner)
         s.stop(.nginx(c))
-        for v in c.php.keys.sorted() { s.stop(.phpFPM(v, c)) }
+        for v in c.php.versions.keys.sorted() { s.stop(.phpFPM(v, c)) }
     }
 
     public struct Status: Sendable {
@@ -202,8 +202,8 @@ public enum Sandbox {
         if FileManager.default.fileExists(atPath: c.databasePath) {
             for t in try StateStore(path: c.databasePath).tenants() { counts[t.status.rawValue, default: 0] += 1 }
         }
-        return Status(nginxPID: s.runningPID(.nginx(c)), php: c.php.keys.sorted().map { ($0, s.runningPID(.phpFPM($0, c))) },
-                      listen: c.nginxListen, tenants: counts)
+        return Status(nginxPID: s.runningPID(.nginx(c)), php: c.php.versions.keys.sorted().map { ($0, s.runningPID(.phpFPM($0, c))) },
+                      listen: c.nginx.listen, tenants: counts)
     }
 
     /// Stops the services, removes every tenant user of this sandbox and the whole directory.

@@ -20,7 +20,7 @@ public struct ServiceControl: Sendable {
     }
 
     public init(config: Config, runner: ProcessRunning, time: TimeSource = .system) {
-        self.init(mode: config.mode, runner: runner, logDir: config.logDir, probeAddress: config.probeAddress, time: time)
+        self.init(mode: config.mode, runner: runner, logDir: config.logDir, probeAddress: config.nginx.probe, time: time)
     }
 
     /// Runs the service's checker on its configuration (no checker: it passes).

@@ -92,11 +92,11 @@ public struct Renderer: @unchecked Sendable {
             "kind": t.kind.rawValue, "kind_label": kindLabel, "kind_label_lower": kindLabel.lowercased(),
             "domain": t.primaryDomain(config), "aliases": aliases,
             "server_names": ([t.primaryDomain(config)] + aliases).joined(separator: " "),
-            "listen": config.nginxListen, "home": home, "public_root": home + "/public",
+            "listen": config.nginx.listen, "home": home, "public_root": home + "/public",
             "tenant_log_root": config.tenantLogRoot, "tenant_log_dir": t.logDir(config),
             "tmp_dir": home + "/tmp", "sessions_dir": home + "/sessions",
-            "error_log": config.tenantErrorLogs == "shared" ? config.logDir + "/tenants-error.log" : t.logDir(config) + "/error.log",
-            "acme_root": config.acmeRoot, "fastcgi_params": config.fastcgiParams,
+            "error_log": config.nginx.tenantErrorLogs == .shared ? config.logDir + "/tenants-error.log" : t.logDir(config) + "/error.log",
+            "acme_root": config.acmeRoot, "fastcgi_params": config.nginx.fastcgiParams,
             "socket": try t.phpSocket(config), "user": t.userName(prefix: config.userPrefix),
             "pool": t.userName(prefix: config.userPrefix), "web_group": config.webGroup,
             "php_version": t.php,
@@ -105,8 +105,8 @@ public struct Renderer: @unchecked Sendable {
 
     /// The nginx server block: the tenant's site template, or the 503 block when suspended.
     public func vhost(_ t: Tenant, aliases: [String]) throws -> String {
-        for name in [t.primaryDomain(config)] + aliases where name.count > config.maxServerNameLength {
-            throw DesaError.invalid("server name \(name) is \(name.count) characters; nginx.server_names_hash_bucket_size \(config.serverNamesHashBucketSize) holds names of up to \(config.maxServerNameLength)")
+        for name in [t.primaryDomain(config)] + aliases where name.count > config.nginx.maxServerNameLength {
+            throw DesaError.invalid("server name \(name) is \(name.count) characters; nginx.server_names_hash_bucket_size \(config.nginx.serverNamesHashBucketSize) holds names of up to \(config.nginx.maxServerNameLength)")
         }
         var ctx = try context(t, aliases: aliases)
         let name: String

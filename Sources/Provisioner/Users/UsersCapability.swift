@@ -43,7 +43,8 @@ public struct UsersCapability: Capability {
             }
         }
         let declaration = Users.sysusersText(live)
-        if declaration != seen.declaration {
+        // No declaration is needed until there is a user to declare.
+        if declaration != seen.declaration && !(live.isEmpty && seen.declaration == nil) {
             out.steps.insert(Step(nil, seen.declaration == nil ? "create-sysusers" : "update-sysusers", .users,
                                   .userBatch(UserBatch(file: config.sysusersFile, content: declaration))), at: 0)
         }

@@ -13,6 +13,7 @@ public struct VhostsCapability: Capability {
     public init() {}
     public var name: String { "vhosts" }
 
+    public var settings: [any ConfigSection.Type] { [NginxSettings.self] }
     public func services(_ config: Config) -> [ServiceSpec] { [.nginx(config)] }
 
     func baseDirectories(_ c: Config) -> [DirSpec] {
@@ -20,7 +21,7 @@ public struct VhostsCapability: Capability {
             DirSpec(path: c.acmeRoot, uid: 0, gid: 0, mode: 0o755),
             DirSpec(path: c.acmeRoot + "/.well-known", uid: 0, gid: 0, mode: 0o755),
             DirSpec(path: c.acmeRoot + "/.well-known/acme-challenge", uid: 0, gid: 0, mode: 0o755),
-            DirSpec(path: c.nginxSitesDir, uid: 0, gid: 0, mode: 0o755),
+            DirSpec(path: c.nginx.sitesDir, uid: 0, gid: 0, mode: 0o755),
         ]
     }
 
@@ -33,7 +34,7 @@ public struct VhostsCapability: Capability {
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
         var stats: [String: FileStat] = [:]
         for dir in baseDirectories(d.config) { if let st = host.stat(dir.path) { stats[dir.path] = st } }
-        let files = host.configFiles(in: [d.config.nginxSitesDir]).filter { Self.isVhostName(($0.key as NSString).lastPathComponent) }
+        let files = host.configFiles(in: [d.config.nginx.sitesDir]).filter { Self.isVhostName(($0.key as NSString).lastPathComponent) }
         return Observation(stats: stats, files: files)
     }
 
@@ -43,7 +44,7 @@ public struct VhostsCapability: Capability {
         var files = seen.files
         let nginx = ServiceSpec.nginx(d.config).name
         for t in d.tenants where t.desired != .deleted {
-            let path = d.config.nginxSitesDir + "/" + t.slug + ".conf"
+            let path = d.config.nginx.sitesDir + "/" + t.slug + ".conf"
             let existing = files.removeValue(forKey: path)
             do {
                 let content = try d.renderer.vhost(t, aliases: d.aliases[t.code] ?? [])
@@ -52,7 +53,7 @@ public struct VhostsCapability: Capability {
             } catch {
                 out.steps.append(.fail(t.code, Applier.message(error)))
             }
-            out.probes[t.code] = [.http(host: t.primaryDomain(d.config), address: d.config.probeAddress, expect: t.convergedStatus)]
+            out.probes[t.code] = [.http(host: t.primaryDomain(d.config), address: d.config.nginx.probe, expect: t.convergedStatus)]
         }
         orphanSteps(files, service: nginx, known: d.known, removeUnknown: d.removeUnknown, into: &out)
         return out
@@ -62,11 +63,11 @@ public struct VhostsCapability: Capability {
 extension ServiceSpec {
     /// nginx as the config runs it.
     public static func nginx(_ c: Config) -> ServiceSpec {
-        var base = [c.nginxBinary]
-        if let p = c.nginxPrefix { base += ["-p", p] }
-        base += ["-c", c.nginxMainConf]
-        return ServiceSpec(name: "nginx", kind: .nginx, binary: c.nginxBinary, check: base + ["-t", "-q"], start: base,
-                           pidFile: c.nginxPidFile, unit: c.mode == .production ? c.nginxService : "",
-                           port: ProbeAddress(c.probeAddress)?.port, errorLog: c.nginxErrorLog)
+        var base = [c.nginx.binary]
+        if let p = c.nginx.prefix { base += ["-p", p] }
+        base += ["-c", c.nginx.mainConf]
+        return ServiceSpec(name: "nginx", kind: .nginx, binary: c.nginx.binary, check: base + ["-t", "-q"], start: base,
+                           pidFile: c.nginx.pidFile, unit: c.mode == .production ? c.nginx.service : "",
+                           port: ProbeAddress(c.nginx.probe)?.port, errorLog: c.nginx.errorLogFile)
     }
 }

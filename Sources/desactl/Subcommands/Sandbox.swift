@@ -42,7 +42,7 @@ struct SandboxCommand: ParsableCommand {
             try desactl.run {
                 let c = try global.loadConfig()
                 try Sandbox.start(c)
-                print("nginx and php-fpm are running; sites answer on \(c.nginxListen)")
+                print("nginx and php-fpm are running; sites answer on \(c.nginx.listen)")
             }
         }
     }

@@ -27,7 +27,7 @@ struct AgentTests {
         #expect(clean.stdout == "2 tenants, 0 failed, converged\n")
 
         let c = try h.config()
-        let vhost = c.nginxSitesDir + "/cileunyi-kulon.conf"
+        let vhost = c.nginx.sitesDir + "/cileunyi-kulon.conf"
         try FileManager.default.removeItem(atPath: vhost)
         #expect(chmod(h.dir + "/srv/cileunyi-wetan", 0o755) == 0)
 
@@ -69,7 +69,7 @@ struct AgentTests {
         let ready = try #require(sock.receive(until: { $0.contains("READY=1") }), "no READY=1 from the agent")
         #expect(ready.contains("STATUS=2 tenants, 0 failed, converged"))
 
-        try FileManager.default.removeItem(atPath: try h.config().nginxSitesDir + "/cileunyi-wetan.conf")
+        try FileManager.default.removeItem(atPath: try h.config().nginx.sitesDir + "/cileunyi-wetan.conf")
         let status = sock.receive(until: { $0.contains("STATUS=2 tenants, 0 failed, 1 tenant drifted") })
         #expect(status != nil, "the next round did not report the drift")
 

@@ -14,10 +14,10 @@ struct Banners: Capability {
 
     struct Observation: Sendable { var files: [String: String] }
 
-    func path(_ t: Tenant, _ c: Config) -> String { c.nginxSitesDir + "/" + t.slug + ".banner.conf" }
+    func path(_ t: Tenant, _ c: Config) -> String { c.nginx.sitesDir + "/" + t.slug + ".banner.conf" }
 
     func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
-        Observation(files: host.configFiles(in: [d.config.nginxSitesDir]).filter { $0.key.hasSuffix(".banner.conf") })
+        Observation(files: host.configFiles(in: [d.config.nginx.sitesDir]).filter { $0.key.hasSuffix(".banner.conf") })
     }
 
     func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
@@ -26,11 +26,11 @@ struct Banners: Capability {
         for t in d.tenants where t.desired == .active {
             let p = path(t, d.config)
             let directive = broken.contains(t.code) ? "retrun" : "return"
-            let content = "# desa-managed tenant=\(t.code)\nserver {\n    listen \(d.config.nginxListen);\n    server_name banner-\(t.slug).test;\n    \(directive) 200 \"\(text) \(t.slug)\\n\";\n}\n"
+            let content = "# desa-managed tenant=\(t.code)\nserver {\n    listen \(d.config.nginx.listen);\n    server_name banner-\(t.slug).test;\n    \(directive) 200 \"\(text) \(t.slug)\\n\";\n}\n"
             if let s = Step.write(p, content, service: "nginx", tenant: t.code, existing: files.removeValue(forKey: p)) {
                 out.steps.append(s)
             }
-            out.probes[t.code] = [.http(host: "banner-\(t.slug).test", address: d.config.probeAddress, expect: .active)]
+            out.probes[t.code] = [.http(host: "banner-\(t.slug).test", address: d.config.nginx.probe, expect: .active)]
         }
         orphanSteps(files, service: "nginx", known: d.known, removeUnknown: d.removeUnknown, into: &out)
         return out
@@ -56,7 +56,7 @@ struct ApplierFailureTests {
     func setOperatorTemplates(_ h: SandboxHarness) throws -> String {
         let dir = h.dir + "/operator-templates"
         var toml = Support.read(h.configPath)
-        toml = toml.replacingOccurrences(of: "[paths]\n", with: "[paths]\noperator_templates = \"\(dir)\"\n")
+        toml = toml.replacingOccurrences(of: "operator_templates = \"\"", with: "operator_templates = \"\(dir)\"")
         try toml.write(toFile: h.configPath, atomically: true, encoding: .utf8)
         return dir
     }
@@ -68,7 +68,7 @@ struct ApplierFailureTests {
         let c = try h.config()
         let plan = try engine(h, [Banners()]).plan()
         #expect(plan.steps.filter { $0.op == "create-config" }.map(\.subject) == [
-            c.nginxSitesDir + "/cileunyi-kulon.banner.conf", c.nginxSitesDir + "/cileunyi-wetan.banner.conf",
+            c.nginx.sitesDir + "/cileunyi-kulon.banner.conf", c.nginx.sitesDir + "/cileunyi-wetan.banner.conf",
         ])
         #expect(plan.reloads == ["nginx"])
         let applied = try engine(h, [Banners()]).apply()
@@ -84,7 +84,7 @@ struct ApplierFailureTests {
         let failures = try #require(broken.result?.failures)
         #expect(failures.map(\.code) == [wetan])
         #expect(failures.first?.reason.contains("unknown directive \"retrun\"") == true, "\(failures)")
-        #expect(Support.read(c.nginxSitesDir + "/cileunyi-wetan.banner.conf").contains("return 200 \"banner cileunyi-wetan"))
+        #expect(Support.read(c.nginx.sitesDir + "/cileunyi-wetan.banner.conf").contains("return 200 \"banner cileunyi-wetan"))
         #expect(try h.get("banner-cileunyi-kulon.test").body == "new cileunyi-kulon\n")
         #expect(try h.get("banner-cileunyi-wetan.test").body == "banner cileunyi-wetan\n")
         #expect(try h.nginxTest().ok)
@@ -109,7 +109,7 @@ struct ApplierFailureTests {
         #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.contains("FAILED cimekar"), "\(r.stdout)")
         #expect(r.stdout.contains("nginx did not start"), "\(r.stdout)")
-        #expect(!FileManager.default.fileExists(atPath: c.nginxSitesDir + "/cimekar.conf"), "the new vhost was taken back")
+        #expect(!FileManager.default.fileExists(atPath: c.nginx.sitesDir + "/cimekar.conf"), "the new vhost was taken back")
         #expect(!FileManager.default.fileExists(atPath: c.rollbackDir + "/manifest.json"))
         #expect(try h.nginxTest().ok)
         squatter.close()
@@ -134,7 +134,7 @@ struct ApplierFailureTests {
         #expect(r.stdout.contains("php8.2-fpm rejected the new configuration"), "\(r.stdout)")
         let statuses = Dictionary(uniqueKeysWithValues: try h.tenants().map { ($0["slug"] as! String, $0["status"] as! String) })
         #expect(statuses == ["cileunyi-kulon": "active", "cileunyi-wetan": "failed"])
-        #expect(!Support.read(try h.config().php["8.2"]!.poolDir + "/\(h.prefix)3204052002.conf").contains("many"))
+        #expect(!Support.read(try h.config().php.versions["8.2"]!.poolDir + "/\(h.prefix)3204052002.conf").contains("many"))
         #expect(try h.get("cileunyi-kulon.bandungkab.go.id").status == 200)
     }
 
@@ -155,7 +155,7 @@ struct ApplierFailureTests {
         #expect(r.stdout.components(separatedBy: "FAILED").count == 3, "both tenants of the batch fail: \(r.stdout)")
         #expect(r.stdout.contains("server_names_hash"), "with nginx's own words: \(r.stdout)")
         #expect(try h.nginxTest().ok)
-        let left = try FileManager.default.contentsOfDirectory(atPath: try h.config().nginxSitesDir)
+        let left = try FileManager.default.contentsOfDirectory(atPath: try h.config().nginx.sitesDir)
         #expect(left.isEmpty, "no vhost of the batch stays: \(left)")
     }
 
@@ -178,7 +178,7 @@ struct ApplierFailureTests {
         kill(p.processIdentifier, SIGKILL)
         p.waitUntilExit()
         // The kill landed after the writes and before any check or reload.
-        #expect(FileManager.default.fileExists(atPath: c.nginxSitesDir + "/cimekar.conf"))
+        #expect(FileManager.default.fileExists(atPath: c.nginx.sitesDir + "/cimekar.conf"))
         #expect(FileManager.default.fileExists(atPath: c.rollbackDir + "/manifest.json"))
         #expect(try h.get("cimekar.bandungkab.go.id").status != 200, "nginx never loaded the new vhost")
 
@@ -196,7 +196,7 @@ struct ApplierFailureTests {
 final class PortSquatter {
     private var fd: Int32
     init(port: UInt16) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         var addr = sockaddr_in()

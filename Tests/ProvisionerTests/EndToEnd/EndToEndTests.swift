@@ -20,7 +20,7 @@ struct EndToEndTests {
         #expect(rows.first { $0["code"] as? String == "32.04.05.2001" }?["domain"] as? String == "cileunyi-kulon.bandungkab.go.id")
         #expect(try h.tenants().isEmpty)
         #expect(try h.users().isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: try h.config().nginxSitesDir).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: try h.config().nginx.sitesDir).isEmpty)
 
         let r = try h.desactl("tenant", "import", Support.bandung)
         try #require(r.ok, "import failed: \(r.stdout) \(r.stderr)")
@@ -92,8 +92,8 @@ struct EndToEndTests {
         let del = try h.desactl("tenant", "delete", "cileunyi-kulon")
         #expect(del.ok, "\(del.message)")
         #expect(getpwnam(user) == nil, "user removed")
-        #expect(!FileManager.default.fileExists(atPath: c.nginxSitesDir + "/cileunyi-kulon.conf"))
-        #expect(!FileManager.default.fileExists(atPath: c.php["8.2"]!.poolDir + "/\(user).conf"))
+        #expect(!FileManager.default.fileExists(atPath: c.nginx.sitesDir + "/cileunyi-kulon.conf"))
+        #expect(!FileManager.default.fileExists(atPath: c.php.versions["8.2"]!.poolDir + "/\(user).conf"))
         #expect(!FileManager.default.fileExists(atPath: c.webRoot + "/cileunyi-kulon"))
         let archived = try FileManager.default.contentsOfDirectory(atPath: c.archiveDir)
         #expect(archived.count == 1 && archived[0].hasPrefix("cileunyi-kulon-3204052001-"))
@@ -185,8 +185,8 @@ struct EndToEndTests {
         #expect(tenants.allSatisfy { $0["status"] as? String == "active" })
         let c = try h.config()
         #expect(try h.users().count == 280, "no orphan or missing users")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: c.nginxSitesDir).filter { $0.hasSuffix(".conf") }.count == 280)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: c.php["8.2"]!.poolDir).filter { $0.hasSuffix(".conf") }.count == 280)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: c.nginx.sitesDir).filter { $0.hasSuffix(".conf") }.count == 280)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: c.php.versions["8.2"]!.poolDir).filter { $0.hasSuffix(".conf") }.count == 280)
         #expect(!FileManager.default.fileExists(atPath: c.rollbackDir + "/manifest.json"))
         #expect(try h.desactl("plan").stdout.contains("Nothing to do"))
         for t in tenants { #expect(try h.get(t["domain"] as! String).status == 200) }
@@ -218,7 +218,7 @@ struct EndToEndTests {
         }
         #expect(try h.tenants().isEmpty)
         #expect(try h.users().isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: try h.config().nginxSitesDir).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: try h.config().nginx.sitesDir).isEmpty)
 
         // A list with one broken row imports nothing, and says which row.
         let csv = h.dir + "/broken.csv"

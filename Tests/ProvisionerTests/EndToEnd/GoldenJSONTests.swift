@@ -45,7 +45,7 @@ struct GoldenJSONTests {
         let first = try #require(try h.tenants().first?["slug"] as? String)
         try check("show", try h.run("tenant", "show", first, "--json"), h)
         let c = try h.config()
-        try FileManager.default.removeItem(atPath: c.nginxSitesDir + "/\(first).conf")
+        try FileManager.default.removeItem(atPath: c.nginx.sitesDir + "/\(first).conf")
         #expect(chmod(c.webRoot + "/\(first)", 0o755) == 0)
         try check("plan", try h.run("plan", "--json"), h)
     }

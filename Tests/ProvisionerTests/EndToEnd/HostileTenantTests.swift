@@ -181,7 +181,7 @@ struct HostileTenantTests {
         #expect(r.status == 1)
         #expect(r.stderr.contains("does not know") && r.stderr.contains("--remove-unknown"), "\(r.stderr)")
         #expect(try h.users().count == 3, "no user was deleted")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: c.nginxSitesDir).count == 3)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: c.nginx.sitesDir).count == 3)
         #expect(try h.get("cileunyi-kulon.bandungkab.go.id").status == 200)
         let plan = try h.desactl("plan")
         #expect(plan.status == 1 && plan.stdout.contains("unknown"))
@@ -246,7 +246,7 @@ struct HostileTenantTests {
         #expect(s.runningPID(.phpFPM("8.2", c)) == nil)
         let agent = try h.runner.run([AgentTests.agent, "--config", h.configPath, "--once"])
         #expect(agent.status == 3, "the agent does not call a dead php-fpm converged: \(agent.stdout)")
-        #expect(s.runningPID(.phpFPM("8.2", c)) != nil, "and it started it again, past the orphaned workers")
+        #expect(s.runningPID(.phpFPM("8.2", c)) != nil, "and it started it again, past the orphaned workers: \(agent.stdout) \(Support.read(c.logDir + "/php8.2-fpm-start.log"))")
         #expect(try h.get("cileunyi-kulon.bandungkab.go.id", "/ok.php").body == "php ok")
 
         kill(try #require(s.runningPID(.nginx(c))), SIGKILL)
@@ -276,7 +276,7 @@ struct HostileTenantTests {
             p.standardError = FileHandle.nullDevice
             if round % 2 == 1 {
                 // Something to do for apply: drop a few vhosts.
-                for n in try FileManager.default.contentsOfDirectory(atPath: c.nginxSitesDir).prefix(20) { unlink(c.nginxSitesDir + "/" + n) }
+                for n in try FileManager.default.contentsOfDirectory(atPath: c.nginx.sitesDir).prefix(20) { unlink(c.nginx.sitesDir + "/" + n) }
             }
             try p.run()
             Thread.sleep(forTimeInterval: Double.random(in: 0.05...0.9))
@@ -310,7 +310,7 @@ struct HostileTenantTests {
         let h = try threeTenants("hostdry")
         defer { h.destroy() }
         let c = try h.config()
-        let vhost = c.nginxSitesDir + "/cileunyi-kulon.conf"
+        let vhost = c.nginx.sitesDir + "/cileunyi-kulon.conf"
         let before = Support.read(vhost)
         try RollbackJournal(dir: c.rollbackDir).begin(paths: [vhost])
         try "# half-written\n".write(toFile: vhost, atomically: false, encoding: .utf8)

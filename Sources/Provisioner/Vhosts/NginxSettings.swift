@@ -98,3 +98,11 @@ public struct NginxSettings: ConfigSection {
         if !listenOK || listen.isEmpty { throw fail("nginx.listen \(Quote.show(listen)) is not an address nginx understands") }
     }
 }
+
+extension Config {
+    /// `[nginx]`, the vhosts capability's section.
+    public var nginx: NginxSettings {
+        get { section(NginxSettings.self) }
+        set { set(newValue) }
+    }
+}

@@ -87,3 +87,11 @@ public struct PHPSettings: ConfigSection {
         }
     }
 }
+
+extension Config {
+    /// `[php]`, the pools capability's section.
+    public var php: PHPSettings {
+        get { section(PHPSettings.self) }
+        set { set(newValue) }
+    }
+}
