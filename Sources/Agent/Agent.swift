@@ -66,8 +66,9 @@ struct AgentCommand: AsyncParsableCommand {
             // Health, renewal and backup-age services join here, one line each.
             Alive(watchdog: ServiceNotify.watchdog, clock: clock, logger: logger),  // last: first told to stop
         ]
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Every service stops at once; should one not, cancellation comes well inside systemd's stop timeout.
+        group.maximumGracefulShutdownDuration = .seconds(3)
+        try await ServiceGroup(configuration: group).run()
     }
 }

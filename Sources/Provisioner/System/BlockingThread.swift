@@ -15,6 +15,8 @@ public enum BlockingThread {
                 guard waiter.wait(c) else { return }
                 let thread = Thread { waiter.resume(Result { try work() }) }
                 thread.name = name
+                // As much stack as the main thread has, where this work used to run.
+                thread.stackSize = 8 << 20
                 thread.start()
             }
         } onCancel: {
