@@ -58,13 +58,8 @@ struct AgentTests {
         let sock = try NotifySocket(path: socketPath)
         defer { sock.close() }
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.agent)
-        p.arguments = ["--config", h.configPath, "--interval", "1"]
-        p.environment = ["NOTIFY_SOCKET": socketPath, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        let p = try startAgent(h, socket: socketPath)
+        defer { p.stop() }
 
         let ready = try #require(sock.receive(until: { $0.contains("READY=1") }), "no READY=1 from the agent")
         #expect(ready.contains("STATUS=2 tenants, 0 failed, converged"))
@@ -75,21 +70,15 @@ struct AgentTests {
         let status = sock.receive(until: { $0.contains("STATUS=2 tenants, 0 failed, 1 tenant drifted") })
         #expect(status != nil, "the next round did not report the drift")
 
-        kill(p.processIdentifier, SIGTERM)
+        p.signal(SIGTERM)
         #expect(sock.receive(until: { $0.contains("STOPPING=1") }) != nil)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .exit && p.terminationStatus == 0)
+        #expect(p.wait(5) == 0)
     }
 
-    /// The agent as a service on `socket`, its stderr in the sandbox, killed by the caller's defer if still running.
-    func startAgent(_ h: SandboxHarness, socket: String, env: [String: String] = [:]) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.agent)
-        p.arguments = ["--config", h.configPath, "--interval", "1"]
-        p.environment = ["NOTIFY_SOCKET": socket, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"].merging(env) { $1 }
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        return p
+    /// The agent as a service on `socket`, every second; the caller stops it.
+    func startAgent(_ h: SandboxHarness, socket: String, env: [String: String] = [:]) throws -> Spawned {
+        try Spawned([Self.agent, "--config", h.configPath, "--interval", "1"],
+                    environment: ["NOTIFY_SOCKET": socket, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"].merging(env) { $1 })
     }
 
     /// Polls `done` every 50 ms for at most `seconds`.
@@ -103,8 +92,8 @@ struct AgentTests {
     }
 
     /// The agent's round has begun once it holds the state lock: the lock file names its pid.
-    func roundStarted(_ lockPath: String, _ p: Process) -> Bool {
-        waitUntil(20) { Support.read(lockPath).trimmingCharacters(in: .whitespacesAndNewlines) == "\(p.processIdentifier)" }
+    func roundStarted(_ lockPath: String, _ p: Spawned) -> Bool {
+        waitUntil(20) { Support.read(lockPath).trimmingCharacters(in: .whitespacesAndNewlines) == "\(p.pid)" }
     }
 
     @Test("SIGTERM in the middle of a hung round: STOPPING=1 and exit 0 within 5 s, and the lock is free at once")
@@ -115,20 +104,18 @@ struct AgentTests {
         let sock = try NotifySocket(path: h.dir + "/notify.sock")
         defer { sock.close() }
         let p = try startAgent(h, socket: h.dir + "/notify.sock", env: ["DESA_TEST_SLOW_ROUND_SECONDS": "30"])
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        defer { p.stop() }
         try #require(roundStarted(lockPath, p), "the agent never took the state lock")
         // Still in the round: the lock is taken.
         #expect(throws: DesaError.self) { _ = try StateLock(path: lockPath, timeout: 0) }
 
         let start = Date()
-        kill(p.processIdentifier, SIGTERM)
-        let seen = sock.collect(until: { $0.contains("STOPPING=1") })
+        p.signal(SIGTERM)
+        let seen = sock.collect(for: 5, until: { $0.contains("STOPPING=1") })
         #expect(seen.contains { $0.contains("STOPPING=1") }, "no STOPPING=1; got \(seen)")
         #expect(!seen.contains { $0.contains("READY=1") }, "the hung round never finished, so no READY=1")
-        #expect(waitUntil(5) { !p.isRunning }, "still running 5 s after SIGTERM")
-        #expect(Date().timeIntervalSince(start) < 5)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .exit && p.terminationStatus == 0)
+        let status = p.wait(5 - Date().timeIntervalSince(start))
+        #expect(status == 0, "exit status \(status.map { "\($0)" } ?? "none: still running 5 s after SIGTERM")")
 
         // The abandoned round died with the process, and its lock with it.
         #expect(throws: Never.self) { _ = try StateLock(path: lockPath, timeout: 0) }
@@ -145,7 +132,7 @@ struct AgentTests {
         defer { sock.close() }
         let p = try startAgent(h, socket: h.dir + "/notify.sock",
                                env: ["DESA_TEST_SLOW_ROUND_SECONDS": "30", "WATCHDOG_USEC": "1000000"])
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        defer { p.stop() }
         try #require(roundStarted(lockPath, p), "the agent never took the state lock")
 
         let seen = sock.collect(for: 3)
@@ -156,8 +143,8 @@ struct AgentTests {
         #expect(p.isRunning)
         #expect(throws: DesaError.self) { _ = try StateLock(path: lockPath, timeout: 0) }
 
-        kill(p.processIdentifier, SIGTERM)
-        #expect(waitUntil(5) { !p.isRunning })
+        p.signal(SIGTERM)
+        #expect(p.wait(5) == 0)
     }
 
     @Test("--once with the lock held elsewhere: exit 1 after --lock-timeout, naming the lock and its holder")
