@@ -56,7 +56,9 @@ struct ApplierFailureTests {
     func setOperatorTemplates(_ h: SandboxHarness) throws -> String {
         let dir = h.dir + "/operator-templates"
         var toml = Support.read(h.configPath)
-        toml = toml.replacingOccurrences(of: "[paths]\n", with: "[paths]\noperator_templates = \"\(dir)\"\n")
+        // The sandbox's desa.toml writes every key, this one empty: set it in place.
+        toml = toml.replacingOccurrences(of: "operator_templates = \"\"\n", with: "operator_templates = \"\(dir)\"\n")
+        #expect(toml.contains("operator_templates = \"\(dir)\"\n"))
         try toml.write(toFile: h.configPath, atomically: true, encoding: .utf8)
         return dir
     }
