@@ -2,16 +2,17 @@ import ArgumentParser
 import Foundation
 import Logging
 import Provisioner
-#if canImport(Glibc)
-import Glibc
-#endif
+import ServiceLifecycle
 
-/// desa-agent: the long-running service host. Each round it compares the server with the
-/// state database and reports drift to the journal (see `DriftWatch`); it tells systemd
-/// it is ready and alive (`sd_notify` READY, STATUS, WATCHDOG) and stops cleanly on
-/// SIGTERM or SIGINT between rounds.
+/// desa-agent: the long-running service host, a `ServiceGroup` of periodic services.
+/// Today one does work: the drift service compares the server with the state database
+/// and reports drift to the journal (see `DriftWatch`). The alive service tells systemd
+/// the agent lives (`sd_notify` WATCHDOG=1) and stops (STOPPING=1); the drift service
+/// says READY=1 after its first round and STATUS= after each. SIGTERM or SIGINT stops the
+/// agent at once, abandoning a round in progress (its thread dies with the process, and
+/// the kernel releases the state lock it held); the exit status is then 0.
 @main
-struct AgentCommand: ParsableCommand {
+struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "desa-agent",
         abstract: "Watch every tenant and report to the systemd journal.",
@@ -25,72 +26,49 @@ struct AgentCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Config file (default: $DESA_CONFIG or /etc/desa/desa.toml).", valueName: "PATH"))
     var config: String?
 
-    @Option(help: "Seconds between rounds.")
+    @Option(help: "Seconds between drift rounds.")
     var interval: Int = 300
 
-    @Flag(help: "Run one round, print its summary and exit: 0 when converged, 3 when something drifted.")
+    @Option(help: ArgumentHelp("Seconds a round waits for the state lock (a desactl apply may hold it) before it fails; the next round tries again.",
+                               valueName: "SECONDS"))
+    var lockTimeout: Double = 60
+
+    @Flag(help: "Run one round, print its summary and exit: 0 when converged, 3 when something drifted, 1 when the check failed.")
     var once = false
 
     func validate() throws {
         guard interval >= 1 else { throw ValidationError("--interval must be at least 1 second") }
+        guard lockTimeout >= 0, lockTimeout.isFinite else { throw ValidationError("--lock-timeout must be 0 or more seconds") }
     }
 
-    func run() throws {
+    func run() async throws {
         let path = config ?? ProcessInfo.processInfo.environment["DESA_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/desa/desa.toml"
         var logger = Logger(label: "desa-agent") { _ in StderrLogHandler(program: "desa-agent") }
         // Under systemd stderr already goes to the journal, where every report is
         // written as a structured entry: say there only what has no entry of its own.
         logger.logLevel = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] == nil ? .notice : .critical
-        let watch: DriftWatch
+        let drift: DriftRounds
         do {
-            watch = DriftWatch(engine: try Engine(config: try Config.load(path: path), logger: logger, actor: "desa-agent"))
+            let engine = try Engine(config: try Config.load(path: path), logger: logger, actor: "desa-agent")
+            drift = DriftRounds(watch: DriftWatch(engine: engine, lockTimeout: lockTimeout))
         } catch let e as DesaError {
             FileHandle.standardError.write(Data("desa-agent: error: \(e.message)\n".utf8))
             throw ExitCode(e.kind == .invalidInput ? 2 : 1)
         }
         if once {
-            let r = oneRound(watch)
+            let r = try await drift.round()
             print(r?.summary ?? "check failed")
             throw ExitCode(r == nil ? 1 : (r!.drifted.isEmpty && r!.server.isEmpty ? 0 : 3))
         }
-        // SIGTERM and SIGINT are taken synchronously, as the wait between rounds.
-        var signals = sigset_t()
-        sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
-        pthread_sigmask(SIG_BLOCK, &signals, nil)
-        let watchdog = ProcessInfo.processInfo.environment["WATCHDOG_USEC"].flatMap { Int($0) }.map { $0 / 1_000_000 }
-        let wait = max(1, min(interval, watchdog.map { max(1, $0 / 2) } ?? interval))
-        var ready = false
-        var next = Date()
-        while true {
-            if Date() >= next {
-                let r = oneRound(watch)
-                ServiceNotify.send((ready ? "" : "READY=1\n") + "STATUS=" + (r?.summary ?? "check failed, see the journal"))
-                ready = true
-                next = Date().addingTimeInterval(TimeInterval(interval))
-            }
-            ServiceNotify.send("WATCHDOG=1")
-            var timeout = timespec(tv_sec: min(wait, max(1, Int(next.timeIntervalSinceNow.rounded(.up)))), tv_nsec: 0)
-            let sig = sigtimedwait(&signals, nil, &timeout)
-            if sig == SIGTERM || sig == SIGINT {
-                ServiceNotify.send("STOPPING=1")
-                logger.notice("stopping on signal \(sig)")
-                return
-            }
-        }
-    }
-
-    /// A round whose failure (a database that cannot be read, a lock that cannot be
-    /// taken) is reported and survived: the agent keeps running and tries again.
-    func oneRound(_ watch: DriftWatch) -> DriftWatch.Round? {
-        do {
-            return try watch.round()
-        } catch {
-            let msg = "check failed: " + ((error as? DesaError)?.message ?? "\(error)")
-            watch.engine.logger.error("\(msg)")
-            watch.engine.journal.send(["MESSAGE": msg, "DESA_OP": "check", "PRIORITY": "\(JournalPriority.err.rawValue)"])
-            return nil
-        }
+        let clock = ContinuousClock()
+        let services: [any Service] = [
+            Periodic("drift", every: .seconds(interval), clock: clock, drift.tick),
+            // Health, renewal and backup-age services join here, one line each.
+            Alive(watchdog: ServiceNotify.watchdog, clock: clock, logger: logger),  // last: first told to stop
+        ]
+        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // Every service stops at once; should one not, cancellation comes well inside systemd's stop timeout.
+        group.maximumGracefulShutdownDuration = .seconds(3)
+        try await ServiceGroup(configuration: group).run()
     }
 }

@@ -63,10 +63,11 @@ public final class Engine {
 
     /// Takes the one-writer lock. Reads and dry runs take it too, so they never see an
     /// apply half-done; they change nothing (recovery is `recover()`, for writers only).
-    func lock() throws -> StateLock {
+    /// With a `timeout` (seconds), a lock held longer by another process is a `.conflict` error.
+    func lock(timeout: TimeInterval? = nil) throws -> StateLock {
         try FileManager.default.createDirectory(atPath: config.stateDir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
-        return try StateLock(path: config.lockPath) { [logger] in
+        return try StateLock(path: config.lockPath, timeout: timeout) { [logger] in
             logger.notice("waiting for another desactl or desa-agent to finish (lock \(self.config.lockPath))")
         }
     }

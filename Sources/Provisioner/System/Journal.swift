@@ -32,10 +32,19 @@ public enum JournalPriority: Int, Sendable {
     case err = 3, warning = 4, notice = 5, info = 6
 }
 
-/// `sd_notify` for the agent: READY=1, STATUS=..., WATCHDOG=1.
+/// `sd_notify` for the agent: READY=1, STATUS=..., WATCHDOG=1, STOPPING=1.
 public enum ServiceNotify {
     @discardableResult
     public static func send(_ state: String) -> Bool {
         state.withCString { sd_notify(0, $0) } > 0
+    }
+
+    /// The watchdog period systemd asks of this process (`WATCHDOG_USEC`, and
+    /// `WATCHDOG_PID` when set names this process), or nil when there is no watchdog.
+    /// Ping with WATCHDOG=1 at least every half of it.
+    public static var watchdog: Duration? {
+        var usec: UInt64 = 0
+        guard sd_watchdog_enabled(0, &usec) > 0, usec > 0 else { return nil }
+        return .microseconds(Int64(clamping: usec))
     }
 }

@@ -58,25 +58,110 @@ struct AgentTests {
         let sock = try NotifySocket(path: socketPath)
         defer { sock.close() }
 
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.agent)
-        p.arguments = ["--config", h.configPath, "--interval", "1"]
-        p.environment = ["NOTIFY_SOCKET": socketPath, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        let p = try startAgent(h, socket: socketPath)
+        defer { p.stop() }
 
         let ready = try #require(sock.receive(until: { $0.contains("READY=1") }), "no READY=1 from the agent")
         #expect(ready.contains("STATUS=2 tenants, 0 failed, converged"))
+        // A finished round lets go of the state lock (the next one takes it again briefly).
+        #expect(throws: Never.self) { _ = try StateLock(path: try h.config().lockPath, timeout: 3) }
 
         try FileManager.default.removeItem(atPath: try h.config().nginx.sitesDir + "/cileunyi-wetan.conf")
         let status = sock.receive(until: { $0.contains("STATUS=2 tenants, 0 failed, 1 tenant drifted") })
         #expect(status != nil, "the next round did not report the drift")
 
-        kill(p.processIdentifier, SIGTERM)
+        p.signal(SIGTERM)
         #expect(sock.receive(until: { $0.contains("STOPPING=1") }) != nil)
-        p.waitUntilExit()
-        #expect(p.terminationReason == .exit && p.terminationStatus == 0)
+        #expect(p.wait(5) == 0)
+    }
+
+    /// The agent as a service on `socket`, every second; the caller stops it.
+    func startAgent(_ h: SandboxHarness, socket: String, env: [String: String] = [:]) throws -> Spawned {
+        try Spawned([Self.agent, "--config", h.configPath, "--interval", "1"],
+                    environment: ["NOTIFY_SOCKET": socket, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"].merging(env) { $1 })
+    }
+
+    /// Polls `done` every 50 ms for at most `seconds`.
+    func waitUntil(_ seconds: Double, _ done: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if done() { return true }
+            usleep(50_000)
+        }
+        return done()
+    }
+
+    /// The agent's round has begun once it holds the state lock: the lock file names its pid.
+    func roundStarted(_ lockPath: String, _ p: Spawned) -> Bool {
+        waitUntil(20) { Support.read(lockPath).trimmingCharacters(in: .whitespacesAndNewlines) == "\(p.pid)" }
+    }
+
+    @Test("SIGTERM in the middle of a hung round: STOPPING=1 and exit 0 within 5 s, and the lock is free at once")
+    func stopsDuringARound() throws {
+        let h = try SandboxHarness("agent")
+        defer { h.destroy() }
+        let lockPath = try h.config().lockPath
+        let sock = try NotifySocket(path: h.dir + "/notify.sock")
+        defer { sock.close() }
+        let p = try startAgent(h, socket: h.dir + "/notify.sock", env: ["DESA_TEST_SLOW_ROUND_SECONDS": "30"])
+        defer { p.stop() }
+        try #require(roundStarted(lockPath, p), "the agent never took the state lock")
+        // Still in the round: the lock is taken.
+        #expect(throws: DesaError.self) { _ = try StateLock(path: lockPath, timeout: 0) }
+
+        let start = Date()
+        p.signal(SIGTERM)
+        let seen = sock.collect(for: 5, until: { $0.contains("STOPPING=1") })
+        #expect(seen.contains { $0.contains("STOPPING=1") }, "no STOPPING=1; got \(seen)")
+        #expect(!seen.contains { $0.contains("READY=1") }, "the hung round never finished, so no READY=1")
+        let status = p.wait(5 - Date().timeIntervalSince(start))
+        #expect(status == 0, "exit status \(status.map { "\($0)" } ?? "none: still running 5 s after SIGTERM")")
+
+        // The abandoned round died with the process, and its lock with it.
+        #expect(throws: Never.self) { _ = try StateLock(path: lockPath, timeout: 0) }
+        let plan = try h.desactl("plan")
+        #expect(plan.ok, "\(plan.message)")
+    }
+
+    @Test("WATCHDOG=1 keeps coming every half WATCHDOG_USEC while a round hangs")
+    func watchdogDuringALongRound() throws {
+        let h = try SandboxHarness("agent")
+        defer { h.destroy() }
+        let lockPath = try h.config().lockPath
+        let sock = try NotifySocket(path: h.dir + "/notify.sock")
+        defer { sock.close() }
+        let p = try startAgent(h, socket: h.dir + "/notify.sock",
+                               env: ["DESA_TEST_SLOW_ROUND_SECONDS": "30", "WATCHDOG_USEC": "1000000"])
+        defer { p.stop() }
+        try #require(roundStarted(lockPath, p), "the agent never took the state lock")
+
+        let seen = sock.collect(for: 3)
+        let pings = seen.filter { $0 == "WATCHDOG=1" }.count
+        #expect(pings >= 3, "\(pings) WATCHDOG=1 in 3 s; got \(seen)")
+        #expect(!seen.contains { $0.contains("READY=1") })
+        // The round is still running.
+        #expect(p.isRunning)
+        #expect(throws: DesaError.self) { _ = try StateLock(path: lockPath, timeout: 0) }
+
+        p.signal(SIGTERM)
+        #expect(p.wait(5) == 0)
+    }
+
+    @Test("--once with the lock held elsewhere: exit 1 after --lock-timeout, naming the lock and its holder")
+    func lockTimeout() throws {
+        let h = try SandboxHarness("agent")
+        defer { h.destroy() }
+        let lockPath = try h.config().lockPath
+        let held = try StateLock(path: lockPath)
+        defer { withExtendedLifetime(held) {} }
+
+        let start = Date()
+        let r = try h.runner.run([Self.agent, "--config", h.configPath, "--once", "--lock-timeout", "1"])
+        let took = Date().timeIntervalSince(start)
+        #expect(r.status == 1, "\(r.message)")
+        #expect(took >= 1 && took < 5, "took \(took) s")
+        #expect(r.stdout == "check failed\n")
+        #expect(r.stderr.contains("holds the lock \(lockPath) (pid \(getpid())) for more than 1 s"), "\(r.stderr)")
     }
 }
 
@@ -85,7 +170,7 @@ final class NotifySocket {
     let fd: Int32
 
     init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { buf in
@@ -95,7 +180,7 @@ final class NotifySocket {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard fd >= 0, bound == 0 else { throw DesaError.system("notify socket \(path): \(errnoText())") }
-        var tv = timeval(tv_sec: 1, tv_usec: 0)
+        var tv = timeval(tv_sec: 0, tv_usec: 200_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
@@ -108,6 +193,21 @@ final class NotifySocket {
             if n > 0, let s = String(bytes: buf[0..<n], encoding: .utf8), match(s) { return s }
         }
         return nil
+    }
+
+    /// Every datagram for `seconds`, or until one satisfies `match`.
+    func collect(for seconds: Double = 20, until match: (String) -> Bool = { _ in false }) -> [String] {
+        let deadline = Date().addingTimeInterval(seconds)
+        var buf = [UInt8](repeating: 0, count: 4096)
+        var out: [String] = []
+        while Date() < deadline {
+            let n = recv(fd, &buf, buf.count, 0)
+            if n > 0, let s = String(bytes: buf[0..<n], encoding: .utf8) {
+                out.append(s)
+                if match(s) { break }
+            }
+        }
+        return out
     }
 
     func close() { Glibc.close(fd) }

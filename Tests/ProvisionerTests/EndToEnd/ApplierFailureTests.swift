@@ -56,7 +56,9 @@ struct ApplierFailureTests {
     func setOperatorTemplates(_ h: SandboxHarness) throws -> String {
         let dir = h.dir + "/operator-templates"
         var toml = Support.read(h.configPath)
-        toml = toml.replacingOccurrences(of: "operator_templates = \"\"", with: "operator_templates = \"\(dir)\"")
+        // The sandbox's desa.toml writes every key, this one empty: set it in place.
+        toml = toml.replacingOccurrences(of: "operator_templates = \"\"\n", with: "operator_templates = \"\(dir)\"\n")
+        #expect(toml.contains("operator_templates = \"\(dir)\"\n"))
         try toml.write(toFile: h.configPath, atomically: true, encoding: .utf8)
         return dir
     }
@@ -196,6 +198,10 @@ struct ApplierFailureTests {
 final class PortSquatter {
     private var fd: Int32
     init(port: UInt16) throws {
+<<<<<<< HEAD
+=======
+        // Close-on-exec: a daemon started meanwhile by a parallel test would otherwise keep the port for ever.
+>>>>>>> agent-services
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
