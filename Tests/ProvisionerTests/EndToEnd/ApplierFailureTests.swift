@@ -198,10 +198,7 @@ struct ApplierFailureTests {
 final class PortSquatter {
     private var fd: Int32
     init(port: UInt16) throws {
-<<<<<<< HEAD
-=======
         // Close-on-exec: a daemon started meanwhile by a parallel test would otherwise keep the port for ever.
->>>>>>> agent-services
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
