@@ -31,3 +31,13 @@ static inline int desa_kill_all_as(unsigned uid, unsigned gid) {
     while (waitpid(pid, &status, 0) < 0) { if (errno != EINTR) return -1; }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
+
+/* glibc (2.34+) declares posix_spawn_file_actions_addclosefrom_np only under
+   _GNU_SOURCE. A child desa starts (nginx, php-fpm: daemons that live on) must not
+   inherit any descriptor of ours beyond 0-2: another child's pipe or a test's socket
+   would stay open in them for ever. */
+#include <spawn.h>
+extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *, int);
+static inline int desa_spawn_closefrom(posix_spawn_file_actions_t *fa, int from) {
+    return posix_spawn_file_actions_addclosefrom_np(fa, from);
+}

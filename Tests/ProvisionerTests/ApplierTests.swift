@@ -79,3 +79,18 @@ struct ApplierTests {
         #expect(verify.1 >= 10, "phase times are read from the same clock")
     }
 }
+
+@Suite("Process runner")
+struct ProcessRunnerTests {
+    @Test("a child gets stdin, stdout and stderr and nothing else of ours, even without close-on-exec")
+    func noInheritedDescriptors() throws {
+        let fd = open("/dev/null", O_RDONLY)  // deliberately without O_CLOEXEC
+        defer { close(fd) }
+        #expect(fd > 2)
+        let r = try SystemProcessRunner().run(["/usr/bin/ls", "/proc/self/fd"])
+        #expect(r.ok)
+        // ls's own directory descriptor is the only one above 2.
+        let fds = r.stdout.split(separator: "\n").compactMap { Int($0) }.filter { $0 > 2 }
+        #expect(fds.count <= 1, "\(fds)")
+    }
+}
