@@ -2,6 +2,12 @@
 # Installs what desa needs on Debian 12 (run as root). Safe to run again.
 set -euo pipefail
 packages=(nginx php8.2-fpm libsystemd-dev libsqlite3-dev systemd passwd util-linux curl ca-certificates)
+# PHP extensions OpenSID requires (app/Libraries/Sistem.php EKSTENSI_WAJIB, and pdo_mysql from
+# donjo-app/config/installer.php): curl, gd, mbstring, mysqli/mysqlnd/pdo_mysql, tidy, zip;
+# fileinfo, iconv and exif come with php8.2-common, json is built in. Its bundled libraries
+# also require dom/xmlreader (openspout: spreadsheet import and export) and intl (escpos-php).
+# The CLI runs its background jobs (`php index.php job ...`).
+packages+=(php8.2-cli php8.2-curl php8.2-gd php8.2-mbstring php8.2-mysql php8.2-tidy php8.2-zip php8.2-xml php8.2-intl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
