@@ -103,11 +103,20 @@ public enum Processes {
         return inodes
     }
 
-    /// SIGQUIT (graceful for nginx), then SIGKILL for whatever is left after `grace`.
+    /// SIGQUIT (graceful for nginx), then SIGKILL for whatever is left after `grace`; returns
+    /// once every one has exited (a process killed a moment ago may still hold its sockets).
     public static func terminate(_ pids: [pid_t], grace: TimeInterval = 3, time: TimeSource = .system) {
         for p in pids { kill(p, SIGQUIT) }
-        let deadline = time.deadline(grace)
-        while pids.contains(where: { kill($0, 0) == 0 }) && time.now() < deadline { time.sleep(0.02) }
-        for p in pids where kill(p, 0) == 0 { kill(p, SIGKILL) }
+        var deadline = time.deadline(grace)
+        while pids.contains(where: { !isGone($0) }) && time.now() < deadline { time.sleep(0.02) }
+        for p in pids where !isGone(p) { kill(p, SIGKILL) }
+        deadline = time.deadline(2)
+        while pids.contains(where: { !isGone($0) }) && time.now() < deadline { time.sleep(0.01) }
+    }
+
+    /// The process has exited (a zombie waiting for its parent counts: it holds nothing).
+    static func isGone(_ pid: pid_t) -> Bool {
+        guard kill(pid, 0) == 0, let stat = AtomicFiles.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
+        return stat[stat.index(after: close)...].dropFirst().first == "Z"
     }
 }
