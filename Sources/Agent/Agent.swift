@@ -42,7 +42,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let path = config ?? ProcessInfo.processInfo.environment["DESA_CONFIG"].flatMap { $0.isEmpty ? nil : $0 } ?? "/etc/desa/desa.toml"
+        let path = Config.resolvedPath(config)
         var logger = Logger(label: "desa-agent") { _ in StderrLogHandler(program: "desa-agent") }
         // Under systemd stderr already goes to the journal, where every report is
         // written as a structured entry: say there only what has no entry of its own.
@@ -51,14 +51,14 @@ struct AgentCommand: AsyncParsableCommand {
         do {
             let engine = try Engine(config: try Config.load(path: path), logger: logger, actor: "desa-agent")
             drift = DriftRounds(watch: DriftWatch(engine: engine, lockTimeout: lockTimeout))
-        } catch let e as DesaError {
-            FileHandle.standardError.write(Data("desa-agent: error: \(e.message)\n".utf8))
-            throw ExitCode(e.kind == .invalidInput ? 2 : 1)
+        } catch {
+            FileHandle.standardError.write(Data("desa-agent: error: \(Applier.message(error))\n".utf8))
+            throw ExitCode(ExitStatus.of(error))
         }
         if once {
             let r = try await drift.round()
             print(r?.summary ?? "check failed")
-            throw ExitCode(r == nil ? 1 : (r!.drifted.isEmpty && r!.server.isEmpty ? 0 : 3))
+            throw ExitCode(r.map { $0.drifted.isEmpty && $0.server.isEmpty ? ExitStatus.ok : ExitStatus.drifted } ?? ExitStatus.failed)
         }
         let clock = ContinuousClock()
         let services: [any Service] = [
