@@ -105,4 +105,27 @@ struct RendererTests {
         let php = try ServiceControl(config: c, runner: runner).test(.phpFPM("8.2", c))
         #expect(php.ok, "\(php.message)")
     }
+
+    @Test("a site template without exactly one 'disable_symlinks if_not_owner;' is refused", arguments: [
+        ("none", "server {\n    listen {{listen}};\n}\n", false),
+        ("twice", "server {\n{{> partials/hardening}}\n    disable_symlinks if_not_owner;\n}\n", false),
+        ("off", "server {\n    disable_symlinks off;\n}\n", false),
+        ("weakened", "server {\n{{> partials/hardening}}\n  disable_symlinks off;\n}\n", false),
+        ("good", "server {\n    listen {{listen}};\n{{> partials/hardening}}\n}\n", true),
+        ("indented", "server {\n\t disable_symlinks if_not_owner;  \r\n}\n", true),
+    ])
+    func hardeningRequired(name: String, template: String, accepted: Bool) throws {
+        let ops = FileManager.default.temporaryDirectory.appendingPathComponent("desa-hardening-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: ops + "/nginx", withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: ops) }
+        try template.write(toFile: ops + "/nginx/\(name).conf.mustache", atomically: true, encoding: .utf8)
+        var c = Self.config()
+        c.operatorTemplates = ops
+        let t = try Self.tenant(template: name)
+        if accepted {
+            #expect(try Renderer(config: c).vhost(t, aliases: []).contains("disable_symlinks if_not_owner;"))
+        } else {
+            #expect(throws: DesaError.self) { try Renderer(config: c).vhost(t, aliases: []) }
+        }
+    }
 }

@@ -25,10 +25,14 @@ public protocol Observing {
 
 public struct SystemObserver: Observing {
     let usersDB: Users
+    /// The passwd file is read once per observer (one plan), however many capabilities ask.
+    private let cache = UsersCache()
     public init(users: Users) { usersDB = users }
 
     public func users(prefix: String) throws -> [String: SystemUser] {
-        Dictionary(try usersDB.tenants(prefix: prefix).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        try cache.get(prefix) {
+            Dictionary(try usersDB.tenants(prefix: prefix).map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        }
     }
 
     public func configFiles(in dirs: [String]) -> [String: String] {
@@ -54,5 +58,16 @@ public struct SystemObserver: Observing {
 
     public func processCounts(uids: Set<Int>) -> [Int: Int] {
         uids.isEmpty ? [:] : Processes.counts(uids: uids)
+    }
+}
+
+final class UsersCache: @unchecked Sendable {
+    private let lock = NSLock()
+    private var byPrefix: [String: [String: SystemUser]] = [:]
+    func get(_ prefix: String, _ load: () throws -> [String: SystemUser]) throws -> [String: SystemUser] {
+        if let hit = lock.withLock({ byPrefix[prefix] }) { return hit }
+        let v = try load()
+        lock.withLock { byPrefix[prefix] = v }
+        return v
     }
 }
