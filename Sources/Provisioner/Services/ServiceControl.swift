@@ -128,6 +128,15 @@ public struct ServiceControl: Sendable {
         if let dir = s.socketDir {
             let stale = Processes.unixListeners(in: dir, executable: s.binary)
             if !stale.isEmpty { Processes.terminate(stale, grace: 1, time: time) }
+            // A socket that still accepts with no master running is held by a process
+            // that inherited it (php-fpm's listening sockets survive exec): php-fpm would
+            // refuse to start ("Another FPM instance seems to already listen"). Only a
+            // sandbox starts masters itself, and its socket directory is its own.
+            if mode == .sandbox, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) {
+                for n in names where n.hasSuffix(".sock") && Applier.unixSocketRefuses(dir + "/" + n) == nil {
+                    unlink(dir + "/" + n)
+                }
+            }
         }
         raiseFileLimit()
         let log = logDir + "/\(s.name)-start.log"
