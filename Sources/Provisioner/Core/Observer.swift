@@ -23,6 +23,15 @@ public protocol Observing {
     func read(_ path: String) -> String?
 }
 
+extension Observing {
+    /// The stat of each path that exists.
+    public func stats(_ paths: [String]) -> [String: FileStat] {
+        var out: [String: FileStat] = [:]
+        for p in paths { if let st = stat(p) { out[p] = st } }
+        return out
+    }
+}
+
 public struct SystemObserver: Observing {
     let usersDB: Users
     /// The passwd file is read once per observer (one plan), however many capabilities ask.

@@ -217,6 +217,11 @@ extension Step {
         return nil
     }
 
+    /// The steps that make each directory as specified, in order.
+    public static func ensure(_ dirs: [DirSpec], _ tenant: String?, _ stats: [String: FileStat]) -> [Step] {
+        dirs.compactMap { ensure($0, tenant, stats) }
+    }
+
     /// A step that makes the file (empty if missing) as specified, or nil when it already is.
     public static func ensure(_ f: FileSpec, _ tenant: String?, _ stats: [String: FileStat]) -> Step? {
         guard let st = stats[f.path] else { return Step(tenant, "create-file", .directories, .file(f)) }

@@ -64,8 +64,7 @@ public struct HomesCapability: Capability {
             paths += Self.indexFiles.map { home + "/public/" + $0 }
             paths += logFiles(t, d, uid: 0, gid: 0).map(\.path)
         }
-        var stats: [String: FileStat] = [:]
-        for p in paths { if let st = host.stat(p) { stats[p] = st } }
+        let stats = host.stats(paths)
         let idle = Set(d.tenants.filter { $0.desired != .active }.map(\.uid))
         return Observation(stats: stats, users: try host.users(prefix: d.config.userPrefix),
                            processes: host.processCounts(uids: idle))
@@ -73,11 +72,11 @@ public struct HomesCapability: Capability {
 
     public func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
         var out = CapabilityPlan()
-        for dir in baseDirectories(d.config) { if let s = Step.ensure(dir, nil, seen.stats) { out.steps.append(s) } }
+        out.steps += Step.ensure(baseDirectories(d.config), nil, seen.stats)
         for t in d.tenants {
             let home = t.home(d.config)
             let existing = seen.users[t.userName(prefix: d.config.userPrefix)]
-            let ours = existing.map { $0.uid == t.uid && $0.home == home } ?? false
+            let ours = t.isOwnUser(existing, d.config)
             if t.desired == .deleted {
                 if ours, let n = seen.processes[t.uid], n > 0 {
                     out.steps.append(Step(t.code, "stop-processes", .stop, .custom(StopProcesses(uid: t.uid, gid: existing!.gid, count: n))))
@@ -91,7 +90,7 @@ public struct HomesCapability: Capability {
                 continue
             }
             let uid = t.uid, gid = existing?.gid ?? t.uid
-            for dir in tenantDirectories(t, d, uid: uid, gid: gid) { if let s = Step.ensure(dir, t.code, seen.stats) { out.steps.append(s) } }
+            out.steps += Step.ensure(tenantDirectories(t, d, uid: uid, gid: gid), t.code, seen.stats)
             for f in logFiles(t, d, uid: uid, gid: gid) { if let s = Step.ensure(f, t.code, seen.stats) { out.steps.append(s) } }
             if seen.stats[home + "/logs"] == nil {
                 out.steps.append(Step(t.code, "create-link", .directories, .link(path: home + "/logs", target: t.logDir(d.config))))

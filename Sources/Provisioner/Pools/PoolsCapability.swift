@@ -16,11 +16,13 @@ public struct PoolsCapability: Capability {
     public var settings: [any ConfigSection.Type] { [PHPSettings.self] }
     public func services(_ config: Config) -> [ServiceSpec] { config.php.versions.keys.sorted().map { .phpFPM($0, config) } }
 
+    /// Each version's pool and socket directory, once (versions may share a socket directory).
     func baseDirectories(_ c: Config) -> [DirSpec] {
-        c.php.versions.keys.sorted().flatMap { v -> [DirSpec] in
+        var seen = Set<String>()
+        return c.php.versions.keys.sorted().flatMap { v -> [DirSpec] in
             let p = c.php.versions[v]!
             return [DirSpec(path: p.poolDir, uid: 0, gid: 0, mode: 0o755), DirSpec(path: p.socketDir, uid: 0, gid: 0, mode: 0o755)]
-        }
+        }.filter { seen.insert($0.path).inserted }
     }
 
     /// A pool's file name is a tenant user's name and `.conf`.
@@ -31,8 +33,7 @@ public struct PoolsCapability: Capability {
     }
 
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
-        var stats: [String: FileStat] = [:]
-        for dir in baseDirectories(d.config) { if let st = host.stat(dir.path) { stats[dir.path] = st } }
+        let stats = host.stats(baseDirectories(d.config).map(\.path))
         let prefix = d.config.userPrefix
         let files = host.configFiles(in: Array(Set(d.config.php.versions.values.map(\.poolDir))).sorted())
             .filter { Self.isPoolName(($0.key as NSString).lastPathComponent, prefix: prefix) }
@@ -41,10 +42,7 @@ public struct PoolsCapability: Capability {
 
     public func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
         var out = CapabilityPlan()
-        var seenDirs = Set<String>()
-        for dir in baseDirectories(d.config) where seenDirs.insert(dir.path).inserted {
-            if let s = Step.ensure(dir, nil, seen.stats) { out.steps.append(s) }
-        }
+        out.steps += Step.ensure(baseDirectories(d.config), nil, seen.stats)
         var files = seen.files
         for t in d.tenants where t.desired == .active {
             do {

@@ -79,6 +79,12 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
         try config.php.version(php).socketDir + "/" + userName(prefix: config.userPrefix) + ".sock"
     }
 
+    /// Whether `user` is the one desa made for this tenant (its UID and home): only that
+    /// user is ever changed or deleted.
+    public func isOwnUser(_ user: SystemUser?, _ config: Config) -> Bool {
+        user.map { $0.uid == uid && $0.home == home(config) } ?? false
+    }
+
     /// What `status` should become once apply has carried out `desired`.
     public var convergedStatus: Status {
         switch desired {

@@ -30,7 +30,7 @@ public struct UsersCapability: Capability {
             let spec = Self.spec(t, config)
             names.insert(spec.name)
             let existing = seen.users[spec.name]
-            let ours = existing.map { $0.uid == t.uid && $0.home == spec.home } ?? false
+            let ours = t.isOwnUser(existing, config)
             if t.desired == .deleted {
                 if ours { out.steps.append(Step(t.code, "delete-user", .userRemoval, .custom(DeleteUser(name: spec.name)))) }
                 continue

@@ -32,15 +32,14 @@ public struct VhostsCapability: Capability {
     }
 
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
-        var stats: [String: FileStat] = [:]
-        for dir in baseDirectories(d.config) { if let st = host.stat(dir.path) { stats[dir.path] = st } }
+        let stats = host.stats(baseDirectories(d.config).map(\.path))
         let files = host.configFiles(in: [d.config.nginx.sitesDir]).filter { Self.isVhostName(($0.key as NSString).lastPathComponent) }
         return Observation(stats: stats, files: files)
     }
 
     public func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
         var out = CapabilityPlan()
-        for dir in baseDirectories(d.config) { if let s = Step.ensure(dir, nil, seen.stats) { out.steps.append(s) } }
+        out.steps += Step.ensure(baseDirectories(d.config), nil, seen.stats)
         var files = seen.files
         let nginx = ServiceSpec.nginx(d.config).name
         for t in d.tenants where t.desired != .deleted {
