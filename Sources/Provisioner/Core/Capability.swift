@@ -13,6 +13,10 @@ public struct DesiredState: Sendable {
     public var now: Date
     /// Plan the removal of managed objects the database does not know.
     public var removeUnknown: Bool
+    /// Tenants' databases by village code (kept and deleted).
+    public var databases: [String: TenantDatabase] = [:]
+    /// Tenants whose database password this run replaces (`db rotate-password`).
+    public var rotatePasswords: Set<String> = []
 
     public init(config: Config, renderer: Renderer, tenants: [Tenant], aliases: [String: [String]],
                 webGID: Int, webUID: Int, now: Date, removeUnknown: Bool = false) {
@@ -73,6 +77,7 @@ public enum Capabilities {
         HomesCapability(),
         VhostsCapability(),
         PoolsCapability(),
+        DatabasesCapability(),
     ]
 
     /// Every service the capabilities declare for this config, and systemd itself

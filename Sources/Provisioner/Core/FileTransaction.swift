@@ -139,15 +139,16 @@ struct FileTransaction {
 }
 
 /// Named points where a test build can stop the process (`DESA_TEST_FAULT=POINT:MARKER`:
-/// at POINT, create the file MARKER and wait to be killed), so a kill -9 test knows where
-/// its kill landed. Release builds ignore it.
+/// at POINT, create the file MARKER and wait to be killed, or until the test removes
+/// MARKER), so a test knows where its kill or its fault landed. Release builds ignore it.
 enum FaultInjection {
     static func point(_ name: String) {
         #if DEBUG
         guard let spec = ProcessInfo.processInfo.environment["DESA_TEST_FAULT"], spec.hasPrefix(name + ":") else { return }
         let marker = String(spec.dropFirst(name.count + 1))
         FileManager.default.createFile(atPath: marker, contents: Data("\(getpid())\n".utf8))
-        sleep(120)
+        // The test kills the process here, or removes the marker to let it go on.
+        for _ in 0..<1200 where FileManager.default.fileExists(atPath: marker) { usleep(100_000) }
         #endif
     }
 }

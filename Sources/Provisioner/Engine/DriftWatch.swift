@@ -61,7 +61,9 @@ public final class DriftWatch: @unchecked Sendable {
         // php-fpm leaves every config in place while every PHP page answers 502.
         let findings = engine.checkServices()
         let tenants = try engine.store.tenants()
-        let plan = try engine.planner.plan(try engine.desired(tenants, aliases: try engine.store.aliases()))
+        var desired = try engine.desired(tenants, aliases: try engine.store.aliases())
+        desired.databases = try engine.store.databases()
+        let plan = try engine.planner.plan(desired)
         var drifted: [String: [String]] = [:]
         var server: [String] = []
         for a in plan.steps {

@@ -36,7 +36,11 @@ public struct ImportReport: Sendable {
 public struct TenantOptions: Sendable {
     public var template: String?
     public var php: String?
-    public init(template: String? = nil, php: String? = nil) { self.template = template; self.php = php }
+    /// Give each new tenant a MariaDB database (`--with-db`).
+    public var withDB: Bool
+    public init(template: String? = nil, php: String? = nil, withDB: Bool = false) {
+        self.template = template; self.php = php; self.withDB = withDB
+    }
 }
 
 extension Engine {
@@ -57,6 +61,7 @@ extension Engine {
     }
 
     func checkOptions(_ o: TenantOptions) throws -> (String, String) {
+        if o.withDB { try requireDatabases() }
         let template = o.template ?? "default"
         try renderer().checkSiteTemplate(template)
         let php = o.php ?? config.php.default
@@ -86,7 +91,9 @@ extension Engine {
             return ImportReport(rows: rows.sorted { ($0.line ?? 0) < ($1.line ?? 0) }, change: nil)
         }
         let change = try mutate(op: "import", target: "\(list.villages.count) villages", dryRun: dryRun) { db in
-            rows += try self.insertVillages(db, list.villages, template: template, php: php)
+            let new = try self.insertVillages(db, list.villages, template: template, php: php)
+            if options.withDB { try self.wantDatabases(db, codes: new.filter { $0.action == .create }.compactMap(\.code)) }
+            rows += new
         }
         return ImportReport(rows: rows.sorted { ($0.line ?? 0) < ($1.line ?? 0) }, change: change)
     }
@@ -143,10 +150,12 @@ extension Engine {
                 }
                 t.updatedAt = now()
                 try t.update(db)
+                if options.withDB { try wantDatabases(db, codes: [t.code]) }
                 return
             }
             _ = try insertVillages(db, [village], template: template, php: php,
                                    slugOverride: slug.map { [village.code.value: $0] } ?? [:])
+            if options.withDB { try wantDatabases(db, codes: [village.code.value]) }
         }
     }
 
@@ -181,6 +190,8 @@ extension Engine {
             t.desired = .deleted
             t.purge = purge
             try Alias.filter(Column("code") == t.code).deleteAll(db)
+            // Its database is dumped into the archive and dropped with it.
+            try TenantDatabase.filter(Column("code") == t.code).updateAll(db, Column("desired").set(to: TenantDatabase.Desired.deleted.rawValue))
         }
     }
 

@@ -106,7 +106,9 @@ public final class Engine {
 
     /// The plan that `apply` would carry out now. Reads only.
     public func plan() throws -> Plan {
-        try planner.plan(try desired(try store.tenants(), aliases: try store.aliases()))
+        var d = try desired(try store.tenants(), aliases: try store.aliases())
+        d.databases = try store.databases()
+        return try planner.plan(d)
     }
 
     public func slugsByCode() throws -> [String: String] {
@@ -124,7 +126,7 @@ public final class Engine {
     /// is rolled back for a dry run, and when the server holds managed objects the
     /// database does not know (an emptied or foreign database): then nothing is written.
     func mutate(op: String, target: String, dryRun: Bool, removeUnknown: Bool = false,
-                _ change: (Database) throws -> Void) throws -> ChangeReport {
+                rotatePasswords: Set<String> = [], _ change: (Database) throws -> Void) throws -> ChangeReport {
         let held = try lock()
         defer { withExtendedLifetime(held) {} }
         var findings: [ServiceControl.Finding] = []
@@ -136,7 +138,8 @@ public final class Engine {
             findings = checkServices()
         }
         let planner = self.planner
-        let desiredBase = try desired([], aliases: [:], removeUnknown: removeUnknown)
+        var desiredBase = try desired([], aliases: [:], removeUnknown: removeUnknown)
+        desiredBase.rotatePasswords = rotatePasswords
         var plan = Plan()
         var tenants: [Tenant] = []
         do {
@@ -147,6 +150,7 @@ public final class Engine {
                     var d = desiredBase
                     d.tenants = tenants
                     d.aliases = try Self.aliases(db)
+                    d.databases = try TenantDatabase.byCode(db)
                     plan = try planner.plan(d)
                     return dryRun || !plan.unknown.isEmpty ? .rollback : .commit
                 }

@@ -17,6 +17,9 @@ public enum Sandbox {
         public var uidMin: Int = 310_000
         public var uidMax: Int = 359_999
         public var templates: String? = nil
+        /// Run a MariaDB server of the sandbox's own (`--with-mariadb`), on this port of 127.0.0.1.
+        public var withMariaDB = false
+        public var mariadbPort = 3307
         public init(dir: String) { self.dir = dir }
     }
 
@@ -62,6 +65,14 @@ public enum Sandbox {
         c.php.versions = ["8.2": PHPSettings.Version(binary: "/usr/sbin/php-fpm8.2", mainConf: d + "/php/8.2/php-fpm.conf",
                                           poolDir: d + "/php/8.2/pool.d", socketDir: d + "/run/php",
                                           pidFile: d + "/run/php8.2-fpm.pid", service: "")]
+        if o.withMariaDB {
+            c.mariadb.enabled = true
+            c.mariadb.socket = d + "/run/mariadb.sock"
+            c.mariadb.port = o.mariadbPort
+            c.mariadb.dataDir = d + "/mariadb"
+            c.mariadb.pidFile = d + "/run/mariadb.pid"
+            c.mariadb.service = ""
+        }
         return c
     }
 
@@ -74,6 +85,9 @@ public enum Sandbox {
             throw DesaError.invalid("sandbox directory \(Quote.show(o.dir)) may contain only letters, digits and / . _ -")
         }
         guard (1...65535).contains(o.httpPort) else { throw DesaError.invalid("--http-port must be 1-65535") }
+        guard (1...65535).contains(o.mariadbPort), !o.withMariaDB || o.mariadbPort != o.httpPort else {
+            throw DesaError.invalid("--mariadb-port must be 1-65535 and differ from --http-port")
+        }
         try VillageCode.validateRegency(o.regency)
         o.domain = try Names.validateDomain(o.domain)
         try Names.validateUserPrefix(o.userPrefix)
@@ -99,7 +113,21 @@ public enum Sandbox {
         _ = try Renderer(config: c)  // the templates must be there
         try AtomicFiles.write([FileWrite(path: c.path, content: text, mode: 0o600)])
         try prepare(c)
+        if c.mariadb.enabled { try installMariaDB(c, runner: runner) }
         return c
+    }
+
+    /// `mariadb-install-db` into the sandbox: system tables, root by unix-socket
+    /// authentication (root on this host is the administrator), no test database.
+    static func installMariaDB(_ c: Config, runner: ProcessRunning) throws {
+        let install = "/usr/bin/mariadb-install-db"
+        guard FileManager.default.isExecutableFile(atPath: install), FileManager.default.isExecutableFile(atPath: c.mariadb.serverBinary) else {
+            throw DesaError(.config, "--with-mariadb needs MariaDB's server: apt-get install mariadb-server (scripts/install-deps.sh does)")
+        }
+        let r = try runner.run([install, "--no-defaults", "--datadir=" + c.mariadb.dataDir, "--user=root",
+                                "--auth-root-authentication-method=socket", "--skip-test-db"])
+        guard r.ok else { throw DesaError.system("mariadb-install-db failed: \(r.message)") }
+        chmod(c.mariadb.dataDir, 0o700)
     }
 
     /// nginx workers run as www-data: every directory above the sandbox must let others pass.
@@ -168,6 +196,7 @@ public enum Sandbox {
         let r = try s.test(.nginx(c))
         if !r.ok { throw DesaError(.checkFailed, "nginx configuration fails its check: \(r.message)") }
         try s.start(.nginx(c))
+        if c.mariadb.enabled { try s.start(.mariadb(c)) }
     }
 
     public static func stop(_ c: Config, runner: ProcessRunning = SystemProcessRunner()) throws {
@@ -175,11 +204,14 @@ public enum Sandbox {
         let s = ServiceControl(config: c, runner: runner)
         s.stop(.nginx(c))
         for v in c.php.versions.keys.sorted() { s.stop(.phpFPM(v, c)) }
+        if c.mariadb.enabled { s.stop(.mariadb(c)) }
     }
 
     public struct Status: Sendable {
         public var nginxPID: Int32?
         public var php: [(String, Int32?)]
+        /// nil when the sandbox has no MariaDB.
+        public var mariadb: (address: String, pid: Int32?)?
         public var listen: String
         public var tenants: [String: Int]
 
@@ -190,6 +222,8 @@ public enum Sandbox {
                 ("php_fpm", .array(php.map { v, pid in
                     .object([("version", .string(v)), ("running", .bool(pid != nil)), ("pid", pid.map { .int(Int($0)) } ?? .null)])
                 })),
+                ("mariadb", mariadb.map { m in .object([("running", .bool(m.pid != nil)), ("pid", m.pid.map { .int(Int($0)) } ?? .null),
+                                                       ("address", .string(m.address))]) } ?? .null),
                 ("tenants", .object(Tenant.Status.allCases.map { ($0.rawValue, .int(tenants[$0.rawValue] ?? 0)) })),
             ])
         }
@@ -203,6 +237,7 @@ public enum Sandbox {
             for t in try StateStore(path: c.databasePath).tenants() { counts[t.status.rawValue, default: 0] += 1 }
         }
         return Status(nginxPID: s.runningPID(.nginx(c)), php: c.php.versions.keys.sorted().map { ($0, s.runningPID(.phpFPM($0, c))) },
+                      mariadb: c.mariadb.enabled ? (c.mariadb.address.description, s.runningPID(.mariadb(c))) : nil,
                       listen: c.nginx.listen, tenants: counts)
     }
 

@@ -100,6 +100,11 @@ public struct ServiceControl: Sendable {
     /// Reloads a running service, or starts it if it is not running. systemd itself is
     /// told to re-read its units; a sandbox has no manager of its own, so nothing to do.
     public func reloadOrStart(_ s: ServiceSpec) throws {
+        // desa writes no configuration MariaDB reads: never reload or restart it.
+        if s.kind == .mariadb {
+            if mode == .sandbox && runningPID(s) == nil { try start(s) }
+            return
+        }
         if s.kind == .systemd {
             guard mode == .production else { return }
             let r = try runner.run(["/usr/bin/systemctl", "daemon-reload"])
@@ -149,13 +154,23 @@ public struct ServiceControl: Sendable {
             }
             time.sleep(0.02)
         }
+        if let socket = s.readySocket {
+            let ready = time.deadline(60)
+            while Applier.unixSocketRefuses(socket) != nil {
+                if runningPID(s) == nil || time.now() > ready {
+                    let text = AtomicFiles.read(s.errorLog ?? log)?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
+                    throw DesaError(.checkFailed, "\(s) did not come up on \(socket): \(text)")
+                }
+                time.sleep(0.05)
+            }
+        }
     }
 
     /// Stops a sandbox service gracefully (SIGQUIT), then waits for it to exit.
     public func stop(_ s: ServiceSpec) {
         guard let pid = runningPID(s) else { return }
-        kill(pid, SIGQUIT)
-        let deadline = time.deadline(10)
+        kill(pid, s.kind == .mariadb ? SIGTERM : SIGQUIT)
+        let deadline = time.deadline(s.kind == .mariadb ? 30 : 10)
         while kill(pid, 0) == 0 && time.now() < deadline { time.sleep(0.02) }
         if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
         unlink(s.pidFile)

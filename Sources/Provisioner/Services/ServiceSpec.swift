@@ -12,6 +12,8 @@ public struct ServiceSpec: Sendable, Hashable, Comparable, CustomStringConvertib
         case phpFPM = "php-fpm"
         /// systemd itself, for unit files: `systemctl daemon-reload`.
         case systemd
+        /// A MariaDB server: no files of desa's to reload; stops on SIGTERM.
+        case mariadb
     }
 
     public var name: String
@@ -31,11 +33,15 @@ public struct ServiceSpec: Sendable, Hashable, Comparable, CustomStringConvertib
     public var socketDir: String?
     /// The service's own error log, quoted when a reload does not take.
     public var errorLog: String?
+    /// A Unix socket that accepts connections once the service is ready (a sandbox's
+    /// start waits for it).
+    public var readySocket: String?
 
     public init(name: String, kind: Kind, binary: String = "", check: [String] = [], start: [String] = [], pidFile: String = "",
-                unit: String = "", port: UInt16? = nil, socketDir: String? = nil, errorLog: String? = nil) {
+                unit: String = "", port: UInt16? = nil, socketDir: String? = nil, errorLog: String? = nil, readySocket: String? = nil) {
         self.name = name; self.kind = kind; self.binary = binary; self.check = check; self.start = start
         self.pidFile = pidFile; self.unit = unit; self.port = port; self.socketDir = socketDir; self.errorLog = errorLog
+        self.readySocket = readySocket
     }
 
     public static func < (a: ServiceSpec, b: ServiceSpec) -> Bool { a.name < b.name }

@@ -68,10 +68,24 @@ public final class StateStore: @unchecked Sendable {
                 t.column("detail", .text).notNull()
             }
         }
+        m.registerMigration("v2-databases") { db in
+            try db.create(table: "database") { t in
+                t.column("code", .text).primaryKey().references("tenant", onDelete: .cascade)
+                t.column("name", .text).notNull().unique()
+                t.column("user", .text).notNull()
+                t.column("desired", .text).notNull()
+                t.column("createdAt", .text).notNull()
+            }
+        }
         return m
     }
 
     // MARK: reading
+
+    /// The tenants' databases (kept and deleted), by village code.
+    public func databases() throws -> [String: TenantDatabase] {
+        try queue.read { db in try TenantDatabase.byCode(db) }
+    }
 
     public func tenants() throws -> [Tenant] {
         try queue.read { db in try Tenant.order(Column("code")).fetchAll(db) }

@@ -103,12 +103,28 @@ public final class DirHandle {
     /// tenant cannot guess or pre-empt (`O_EXCL`), then `renameat`, which replaces a link
     /// itself, never its target.
     public func writeFile(_ name: String, content: String, mode: Int, uid: Int, gid: Int) throws {
+        let temp = try stageFile(name, content: content, mode: mode, uid: uid, gid: gid)
+        try commit(temp, as: name)
+    }
+
+    /// Writes `content` to a new file named `staged` (created with `O_EXCL`, after
+    /// removing whatever has that name) and returns that name; `commit` renames it into
+    /// place, `unlink` drops it. For a change that must happen between the two (a new
+    /// password set on the server before the file that holds it replaces the old one).
+    public func stageFile(_ name: String, content: String, mode: Int, uid: Int, gid: Int, staged: String? = nil) throws -> String {
         try Self.checkName(name)
         var temp = "", f: Int32 = -1
-        for _ in 0..<8 {
-            temp = ".\(name).desa-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+        if let staged {
+            try Self.checkName(staged)
+            unlinkat(fd, staged, 0)
+            temp = staged
             f = openat(fd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            if f >= 0 || errno != EEXIST { break }
+        } else {
+            for _ in 0..<8 {
+                temp = ".\(name).desa-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))"
+                f = openat(fd, temp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+                if f >= 0 || errno != EEXIST { break }
+            }
         }
         guard f >= 0 else { throw DesaError.system("cannot create a temporary file in \(path): \(errnoText())") }
         do {
@@ -117,11 +133,43 @@ public final class DirHandle {
             if fchown(f, uid_t(uid), gid_t(gid)) != 0 || fchmod(f, mode_t(mode)) != 0 {
                 throw DesaError.system("cannot set the owner of \(sub(temp)): \(errnoText())")
             }
-            if renameat(fd, temp, fd, name) != 0 { throw DesaError.system("cannot rename \(sub(temp)) to \(name): \(errnoText())") }
+            if fsync(f) != 0 { throw DesaError.system("cannot sync \(sub(temp)): \(errnoText())") }
         } catch {
             unlinkat(fd, temp, 0)
             throw error
         }
+        return temp
+    }
+
+    /// Renames a staged file into place (the entry itself, never what a link names).
+    public func commit(_ staged: String, as name: String) throws {
+        if renameat(fd, staged, fd, name) != 0 {
+            let e = errnoText()
+            unlinkat(fd, staged, 0)
+            throw DesaError.system("cannot rename \(sub(staged)) to \(name): \(e)")
+        }
+        fsync(fd)
+    }
+
+    /// Removes a file (not a directory); missing is fine.
+    public func unlink(_ name: String) {
+        guard (try? Self.checkName(name)) != nil else { return }
+        unlinkat(fd, name, 0)
+    }
+
+    /// The file's content if it is a regular file no larger than `limit` bytes, read
+    /// without following a link.
+    public func readFile(_ name: String, limit: Int = 65536) -> String? {
+        guard (try? Self.checkName(name)) != nil else { return nil }
+        let f = openat(fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)
+        guard f >= 0 else { return nil }
+        defer { close(f) }
+        var st = Glibc.stat()
+        guard fstat(f, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG, Int(st.st_size) <= limit else { return nil }
+        var buf = [UInt8](repeating: 0, count: Int(st.st_size))
+        let n = buf.withUnsafeMutableBytes { read(f, $0.baseAddress, $0.count) }
+        guard n >= 0 else { return nil }
+        return String(decoding: buf[0..<n], as: UTF8.self)
     }
 
     /// A symbolic link, made only where nothing has that name yet.

@@ -18,12 +18,15 @@ struct SandboxCommand: ParsableCommand {
         @Option(help: "Prefix of tenant user names (prefix + 10 code digits).") var userPrefix = "dsb"
         @Option(help: "Lowest UID for tenant users.") var uidMin = 310_000
         @Option(help: "Highest UID for tenant users.") var uidMax = 359_999
+        @Flag(help: "Run a MariaDB server of the sandbox's own (mariadb-install-db into DIR/mariadb) and enable databases.") var withMariadb = false
+        @Option(help: "Port the sandbox's MariaDB listens on, on 127.0.0.1 (it also has a socket in DIR/run).") var mariadbPort = 3307
 
         func run() throws {
             try desactl.run {
                 var o = Sandbox.Options(dir: dir)
                 o.httpPort = httpPort; o.domain = domain; o.regency = regency
                 o.userPrefix = userPrefix; o.uidMin = uidMin; o.uidMax = uidMax
+                o.withMariaDB = withMariadb; o.mariadbPort = mariadbPort
                 let c = try Sandbox.initialize(o)
                 print("""
                 Sandbox ready in \((c.path as NSString).deletingLastPathComponent)
@@ -36,19 +39,20 @@ struct SandboxCommand: ParsableCommand {
     }
 
     struct Start: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start the sandbox's nginx and php-fpm.")
+        static let configuration = CommandConfiguration(abstract: "Start the sandbox's nginx and php-fpm (and MariaDB, if it has one).")
         @OptionGroup var global: GlobalOptions
         func run() throws {
             try desactl.run {
                 let c = try global.loadConfig()
                 try Sandbox.start(c)
                 print("nginx and php-fpm are running; sites answer on \(c.nginx.listen)")
+                if c.mariadb.enabled { print("MariaDB is running on \(c.mariadb.address) and 127.0.0.1:\(c.mariadb.port)") }
             }
         }
     }
 
     struct Stop: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop the sandbox's nginx and php-fpm.")
+        static let configuration = CommandConfiguration(abstract: "Stop the sandbox's nginx, php-fpm and MariaDB.")
         @OptionGroup var global: GlobalOptions
         func run() throws {
             try desactl.run {
@@ -68,6 +72,7 @@ struct SandboxCommand: ParsableCommand {
                 if json { printJSON(s.json); return }
                 print("nginx:   \(s.nginxPID.map { "running (pid \($0)) on \(s.listen)" } ?? "stopped")")
                 for (v, pid) in s.php { print("php\(v):  \(pid.map { "running (pid \($0))" } ?? "stopped")") }
+                if let m = s.mariadb { print("mariadb: \(m.pid.map { "running (pid \($0)) on \(m.address)" } ?? "stopped")") }
                 let counts = Tenant.Status.allCases.map { "\(s.tenants[$0.rawValue] ?? 0) \($0.rawValue)" }.joined(separator: ", ")
                 print("tenants: \(counts)")
             }

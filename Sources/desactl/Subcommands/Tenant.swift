@@ -43,12 +43,13 @@ extension TenantCommand {
         @Option(help: "Site template for the new tenants.") var template: String?
         @Option(help: "PHP version for the new tenants.") var php: String?
         @Flag(help: "Import the valid rows even if some are rejected.") var skipInvalid = false
+        @Flag(help: "Give each new village a MariaDB database (see desactl db).") var withDB = false
 
         func run() throws {
             try desactl.run {
                 let e = try global.engine(json: change.json)
                 let list = try VillageList.read(path: file, regency: e.config.regencyCode)
-                let r = try e.importVillages(list, options: TenantOptions(template: template, php: php),
+                let r = try e.importVillages(list, options: TenantOptions(template: template, php: php, withDB: withDB),
                                              dryRun: change.dryRun, skipInvalid: skipInvalid)
                 if change.json {
                     printJSON(r.json(slugs: try e.slugsByCode()))
@@ -87,11 +88,12 @@ extension TenantCommand {
         @Option(help: "The DNS label to use instead of one made from the name.") var slug: String?
         @Option(help: "Site template: default, opensid, static, or an operator's own.") var template: String?
         @Option(help: "PHP version.") var php: String?
+        @Flag(help: "Give the village a MariaDB database (see desactl db).") var withDB = false
 
         func run() throws {
             try mutate(global, change, op: "create", target: code) { e in
                 let v = try Village.validated(code: code, name: name, district: district, regency: e.config.regencyCode, kind: kind?.rawValue)
-                return try e.create(v, slug: slug, options: TenantOptions(template: template, php: php), dryRun: change.dryRun)
+                return try e.create(v, slug: slug, options: TenantOptions(template: template, php: php, withDB: withDB), dryRun: change.dryRun)
             }
         }
     }
