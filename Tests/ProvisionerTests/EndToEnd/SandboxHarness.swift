@@ -13,14 +13,24 @@ final class SandboxHarness {
     var configPath: String { dir + "/desa.toml" }
     let runner = SystemProcessRunner()
 
-    init(_ name: String, regency: String = "32.04", domain: String = "bandungkab.go.id") throws {
+    /// The sandbox's own MariaDB port, when it has one (`mariadb: true`).
+    private(set) var mariadbPort: Int?
+
+    init(_ name: String, regency: String = "32.04", domain: String = "bandungkab.go.id", mariadb: Bool = false) throws {
         let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
         dir = "/var/tmp/desa-e2e-\(name)-\(tag)"
         prefix = "de" + String((0..<5).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
         port = Self.freePort()
         uidBase = 400_000 + Int.random(in: 0..<500) * 1000
+        var extra: [String] = []
+        if mariadb {
+            var p = Self.freePort()
+            while p == port { p = Self.freePort() }
+            mariadbPort = p
+            extra = ["--with-mariadb", "--mariadb-port", "\(p)"]
+        }
         let r = try runner.run([Support.desactl, "sandbox", "init", dir, "--http-port", "\(port)", "--regency", regency,
-                                "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"])
+                                "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"] + extra)
         try #require(r.ok, "sandbox init failed: \(r.message)")
         let s = try desactl("sandbox", "start")
         try #require(s.ok, "sandbox start failed: \(s.message)")
@@ -52,6 +62,12 @@ final class SandboxHarness {
     }
 
     func config() throws -> Config { try Config.load(path: configPath) }
+
+    /// Runs SQL as the sandbox MariaDB's root (unix-socket authentication); tab-separated rows.
+    func sql(_ statement: String) throws -> ProcessResult {
+        let m = try config().mariadb
+        return try runner.run([m.clientBinary, "--no-defaults", "--user=root", "--socket=" + (m.socket ?? ""), "-N", "-B", "-e", statement])
+    }
 
     func tenants() throws -> [[String: Any]] {
         let r = try run("tenant", "list", "--json")
