@@ -17,6 +17,8 @@ public struct DesiredState: Sendable {
     public var databases: [String: TenantDatabase] = [:]
     /// Tenants whose database password this run replaces (`db rotate-password`).
     public var rotatePasswords: Set<String> = []
+    /// What each tenant serves over HTTPS (by code): valid certificates whose files exist.
+    public var tls: [String: [TLSServe]] = [:]
 
     public init(config: Config, renderer: Renderer, tenants: [Tenant], aliases: [String: [String]],
                 webGID: Int, webUID: Int, now: Date, removeUnknown: Bool = false) {

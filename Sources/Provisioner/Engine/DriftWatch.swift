@@ -61,9 +61,7 @@ public final class DriftWatch: @unchecked Sendable {
         // php-fpm leaves every config in place while every PHP page answers 502.
         let findings = engine.checkServices()
         let tenants = try engine.store.tenants()
-        var desired = try engine.desired(tenants, aliases: try engine.store.aliases())
-        desired.databases = try engine.store.databases()
-        let plan = try engine.planner.plan(desired)
+        let plan = try engine.plan()
         var drifted: [String: [String]] = [:]
         var server: [String] = []
         for a in plan.steps {

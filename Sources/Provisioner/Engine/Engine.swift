@@ -106,9 +106,19 @@ public final class Engine {
 
     /// The plan that `apply` would carry out now. Reads only.
     public func plan() throws -> Plan {
-        var d = try desired(try store.tenants(), aliases: try store.aliases())
-        d.databases = try store.databases()
+        var d = try desired([], aliases: [:])
+        try store.queue.read { db in try fill(&d, db) }
         return try planner.plan(d)
+    }
+
+    /// The desired state as the database has it: tenants, aliases, databases, and what
+    /// each tenant serves over HTTPS.
+    func fill(_ d: inout DesiredState, _ db: Database) throws {
+        d.tenants = try Tenant.order(Column("code")).fetchAll(db)
+        d.aliases = try Self.aliases(db)
+        d.databases = try TenantDatabase.byCode(db)
+        d.tls = config.tls.enabled
+            ? CertStore.serving(try CertStore.records(db), tenants: d.tenants, aliases: d.aliases, config: config, now: d.now) : [:]
     }
 
     public func slugsByCode() throws -> [String: String] {
@@ -146,11 +156,9 @@ public final class Engine {
             try store.queue.writeWithoutTransaction { db in
                 try db.inTransaction {
                     try change(db)
-                    tenants = try Tenant.order(Column("code")).fetchAll(db)
                     var d = desiredBase
-                    d.tenants = tenants
-                    d.aliases = try Self.aliases(db)
-                    d.databases = try TenantDatabase.byCode(db)
+                    try fill(&d, db)
+                    tenants = d.tenants
                     plan = try planner.plan(d)
                     return dryRun || !plan.unknown.isEmpty ? .rollback : .commit
                 }

@@ -77,6 +77,7 @@ public final class StateStore: @unchecked Sendable {
                 t.column("createdAt", .text).notNull()
             }
         }
+        CertStore.migrate(&m)
         return m
     }
 

@@ -6,7 +6,7 @@ import Mustache
 /// `paths.templates`; a template of the same name in `paths.operator_templates` wins,
 /// and operators may add site templates there (`nginx/NAME.conf.mustache`).
 public struct Renderer: @unchecked Sendable {
-    public static let reservedSiteTemplates: Set<String> = ["suspended"]
+    public static let reservedSiteTemplates: Set<String> = ["suspended", "redirect"]
     static let nginxHeaderPrefix = "# desa-managed tenant="
     static let poolHeaderPrefix = "; desa-managed tenant="
 
@@ -104,7 +104,11 @@ public struct Renderer: @unchecked Sendable {
     }
 
     /// The nginx server block: the tenant's site template, or the 503 block when suspended.
-    public func vhost(_ t: Tenant, aliases: [String]) throws -> String {
+    /// The tenant's server blocks. Without certificates: one, on HTTP. With `tls`: one
+    /// HTTPS block per certificate (its names), a redirect to HTTPS for those names on
+    /// HTTP (ACME challenges excepted), and an HTTP block for names no certificate covers
+    /// yet. A suspended tenant answers 503 on both.
+    public func vhost(_ t: Tenant, aliases: [String], tls: [TLSServe] = []) throws -> String {
         for name in [t.primaryDomain(config)] + aliases where name.count > config.nginx.maxServerNameLength {
             throw DesaError.invalid("server name \(name) is \(name.count) characters; nginx.server_names_hash_bucket_size \(config.nginx.serverNamesHashBucketSize) holds names of up to \(config.nginx.maxServerNameLength)")
         }
@@ -119,11 +123,38 @@ public struct Renderer: @unchecked Sendable {
                 throw DesaError.invalid("tenant \(t.slug) uses site template \(Quote.show(t.template)), which does not exist")
             }
         }
-        let body = try render(name, ctx)
-        try Self.checkHardening(body, template: name)
+        var blocks: [String] = []
+        let all = [t.primaryDomain(config)] + aliases
+        let covered = tls.flatMap(\.names)
+        for s in tls {
+            var c = ctx
+            c["listen"] = config.tls.listen + " ssl http2"
+            c["server_names"] = s.names.joined(separator: " ")
+            c["tls"] = ["certificate": s.certificate, "key": s.key, "hsts_max_age": config.tls.hstsMaxAge > 0 ? "\(config.tls.hstsMaxAge)" : false] as [String: Any]
+            let b = try render(name, c)
+            try Self.checkHardening(b, template: name)
+            guard b.contains("ssl_certificate_key ") else {
+                throw DesaError.invalid("template \(name) has no {{> partials/tls}} in its server block, so it cannot serve HTTPS")
+            }
+            blocks.append(b)
+        }
+        if !covered.isEmpty && t.desired != .suspended {
+            var c = ctx
+            c["server_names"] = covered.joined(separator: " ")
+            c["https_port_suffix"] = config.tls.port == 443 ? "" : ":\(config.tls.port)"
+            blocks.append(try render("nginx/redirect", c))
+        }
+        let plain = t.desired == .suspended ? all : all.filter { !covered.contains($0) }
+        if !plain.isEmpty {
+            var c = ctx
+            c["server_names"] = plain.joined(separator: " ")
+            let b = try render(name, c)
+            try Self.checkHardening(b, template: name)
+            blocks.append(b)
+        }
         return Self.nginxHeaderPrefix + t.code + " template=" + (t.desired == .suspended ? "suspended" : t.template)
             + "\n# Managed by desa: desactl apply rewrites this file; edit the template instead.\n"
-            + body
+            + blocks.joined(separator: "\n")
     }
 
     /// Every server block, operators' own templates included, must refuse to serve a

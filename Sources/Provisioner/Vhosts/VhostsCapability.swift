@@ -46,7 +46,7 @@ public struct VhostsCapability: Capability {
             let path = d.config.nginx.sitesDir + "/" + t.slug + ".conf"
             let existing = files.removeValue(forKey: path)
             do {
-                let content = try d.renderer.vhost(t, aliases: d.aliases[t.code] ?? [])
+                let content = try d.renderer.vhost(t, aliases: d.aliases[t.code] ?? [], tls: d.tls[t.code] ?? [])
                 if let s = Step.write(path, content, service: nginx, tenant: t.code, existing: existing,
                                       blame: [t.home(d.config) + "/"]) { out.steps.append(s) }
             } catch {
