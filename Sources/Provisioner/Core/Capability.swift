@@ -80,6 +80,7 @@ public enum Capabilities {
         VhostsCapability(),
         PoolsCapability(),
         DatabasesCapability(),
+        CertificatesCapability(),
     ]
 
     /// Every service the capabilities declare for this config, and systemd itself

@@ -7,7 +7,7 @@ import Logging
 /// then converge the server (plan, apply, verify) and record what happened in the
 /// database, the audit table and the journal. With `dryRun` the database change is
 /// rolled back and only the plan is returned.
-public final class Engine {
+public final class Engine: @unchecked Sendable {
     public let config: Config
     public let store: StateStore
     public let runner: ProcessRunning

@@ -20,6 +20,11 @@ public enum Sandbox {
         /// Run a MariaDB server of the sandbox's own (`--with-mariadb`), on this port of 127.0.0.1.
         public var withMariaDB = false
         public var mariadbPort = 3307
+        /// Run Let's Encrypt's test CA (`--with-pebble`) on this port (and the three after
+        /// it), and serve HTTPS on `httpsPort`.
+        public var withPebble = false
+        public var pebblePort = 14000
+        public var httpsPort = 8443
         public init(dir: String) { self.dir = dir }
     }
 
@@ -65,6 +70,7 @@ public enum Sandbox {
         c.php.versions = ["8.2": PHPSettings.Version(binary: "/usr/sbin/php-fpm8.2", mainConf: d + "/php/8.2/php-fpm.conf",
                                           poolDir: d + "/php/8.2/pool.d", socketDir: d + "/run/php",
                                           pidFile: d + "/run/php8.2-fpm.pid", service: "")]
+        if o.withPebble { SandboxPebble.configure(&c, httpsPort: o.httpsPort, acmePort: o.pebblePort) }
         if o.withMariaDB {
             c.mariadb.enabled = true
             c.mariadb.socket = d + "/run/mariadb.sock"
@@ -87,6 +93,14 @@ public enum Sandbox {
         guard (1...65535).contains(o.httpPort) else { throw DesaError.invalid("--http-port must be 1-65535") }
         guard (1...65535).contains(o.mariadbPort), !o.withMariaDB || o.mariadbPort != o.httpPort else {
             throw DesaError.invalid("--mariadb-port must be 1-65535 and differ from --http-port")
+        }
+        if o.withPebble {
+            let taken = [o.httpPort] + (o.withMariaDB ? [o.mariadbPort] : [])
+            guard (1...65532).contains(o.pebblePort), (1...65535).contains(o.httpsPort), !taken.contains(o.httpsPort),
+                  !taken.contains(where: { (o.pebblePort...(o.pebblePort + 3)).contains($0) }),
+                  !(o.pebblePort...(o.pebblePort + 3)).contains(o.httpsPort) else {
+                throw DesaError.invalid("--https-port and --pebble-port (it uses 4 ports from there) must be free ports that differ from the others")
+            }
         }
         try VillageCode.validateRegency(o.regency)
         o.domain = try Names.validateDomain(o.domain)
@@ -114,6 +128,7 @@ public enum Sandbox {
         try AtomicFiles.write([FileWrite(path: c.path, content: text, mode: 0o600)])
         try prepare(c)
         if c.mariadb.enabled { try installMariaDB(c, runner: runner) }
+        if o.withPebble { try SandboxPebble.initialize(c, runner: runner) }
         return c
     }
 
@@ -150,7 +165,7 @@ public enum Sandbox {
             try FileManager.default.createDirectory(atPath: dir + "/" + sub, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o755])
         }
-        chmod(dir + "/state", 0o700)
+        chmod(dir + "/state", 0o711)
         let r = try Renderer(config: c)
         var files = [FileWrite(path: c.nginx.mainConf, content: try r.renderSandbox("nginx", [
             "dir": dir, "listen": c.nginx.listen, "pid_file": c.nginx.pidFile, "log_dir": c.logDir,
@@ -197,6 +212,7 @@ public enum Sandbox {
         if !r.ok { throw DesaError(.checkFailed, "nginx configuration fails its check: \(r.message)") }
         try s.start(.nginx(c))
         if c.mariadb.enabled { try s.start(.mariadb(c)) }
+        try SandboxPebble.start(c, runner: runner)
     }
 
     public static func stop(_ c: Config, runner: ProcessRunning = SystemProcessRunner()) throws {
@@ -205,6 +221,7 @@ public enum Sandbox {
         s.stop(.nginx(c))
         for v in c.php.versions.keys.sorted() { s.stop(.phpFPM(v, c)) }
         if c.mariadb.enabled { s.stop(.mariadb(c)) }
+        SandboxPebble.stop(c)
     }
 
     public struct Status: Sendable {

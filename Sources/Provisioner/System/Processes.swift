@@ -120,3 +120,19 @@ public enum Processes {
         return stat[stat.index(after: close)...].dropFirst().first == "Z"
     }
 }
+
+extension Processes {
+    /// A process running `executable` whose last argument is `argument` (a detached
+    /// daemon of a sandbox, found after `setsid --fork`).
+    public static func find(executable: String, argument: String) -> pid_t? {
+        pids().first { pid in
+            guard exe(of: pid) == executable, let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return raw.split(separator: 0).last.map { String(decoding: $0, as: UTF8.self) } == argument
+        }
+    }
+
+    /// Whether anything listens on this TCP port (IPv4 or IPv6).
+    public static func listensOnLoopback(port: Int) -> Bool {
+        !tcpListeners(port: UInt16(port)).isEmpty
+    }
+}

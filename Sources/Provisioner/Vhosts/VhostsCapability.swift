@@ -17,7 +17,9 @@ public struct VhostsCapability: Capability {
     public func services(_ config: Config) -> [ServiceSpec] { [.nginx(config)] }
 
     func baseDirectories(_ c: Config) -> [DirSpec] {
-        [
+        // nginx's workers must pass through the state directory to the challenges kept in
+        // it; they cannot list it, and everything in it is root's and closed.
+        (c.acmeRoot.hasPrefix(c.stateDir + "/") ? [DirSpec(path: c.stateDir, uid: 0, gid: 0, mode: 0o711)] : []) + [
             DirSpec(path: c.acmeRoot, uid: 0, gid: 0, mode: 0o755),
             DirSpec(path: c.acmeRoot + "/.well-known", uid: 0, gid: 0, mode: 0o755),
             DirSpec(path: c.acmeRoot + "/.well-known/acme-challenge", uid: 0, gid: 0, mode: 0o755),

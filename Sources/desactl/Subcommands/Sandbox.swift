@@ -20,6 +20,9 @@ struct SandboxCommand: ParsableCommand {
         @Option(help: "Highest UID for tenant users.") var uidMax = 359_999
         @Flag(help: "Run a MariaDB server of the sandbox's own (mariadb-install-db into DIR/mariadb) and enable databases.") var withMariadb = false
         @Option(help: "Port the sandbox's MariaDB listens on, on 127.0.0.1 (it also has a socket in DIR/run).") var mariadbPort = 3307
+        @Flag(help: "Run Let's Encrypt's test CA (pebble) and its DNS test server on 127.0.0.1, and enable HTTPS with it.") var withPebble = false
+        @Option(help: "Port pebble's ACME directory listens on (the next three are its management, DNS and DNS management ports).") var pebblePort = 14000
+        @Option(help: "Port nginx serves HTTPS on, on 127.0.0.1.") var httpsPort = 8443
 
         func run() throws {
             try desactl.run {
@@ -27,6 +30,7 @@ struct SandboxCommand: ParsableCommand {
                 o.httpPort = httpPort; o.domain = domain; o.regency = regency
                 o.userPrefix = userPrefix; o.uidMin = uidMin; o.uidMax = uidMax
                 o.withMariaDB = withMariadb; o.mariadbPort = mariadbPort
+                o.withPebble = withPebble; o.pebblePort = pebblePort; o.httpsPort = httpsPort
                 let c = try Sandbox.initialize(o)
                 print("""
                 Sandbox ready in \((c.path as NSString).deletingLastPathComponent)
@@ -47,6 +51,9 @@ struct SandboxCommand: ParsableCommand {
                 try Sandbox.start(c)
                 print("nginx and php-fpm are running; sites answer on \(c.nginx.listen)")
                 if c.mariadb.enabled { print("MariaDB is running on \(c.mariadb.address) and 127.0.0.1:\(c.mariadb.port)") }
+                if SandboxPebble.configured(c) {
+                    print("pebble (the test CA) is running at \(c.tls.directoryURL); HTTPS on \(c.tls.listen); its root: \(SandboxPebble.rootCertificate(c))")
+                }
             }
         }
     }
