@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what desa needs on Debian 12 (run as root). Safe to run again.
 set -euo pipefail
-packages=(nginx php8.2-fpm libsystemd-dev libsqlite3-dev libmariadb-dev mariadb-server mariadb-client systemd passwd util-linux curl ca-certificates)
+packages=(nginx php8.2-fpm libsystemd-dev libsqlite3-dev libmariadb-dev mariadb-server mariadb-client pebble openssl publicsuffix bind9 bind9-utils bind9-dnsutils gzip systemd passwd util-linux curl ca-certificates)
 # PHP extensions OpenSID requires (app/Libraries/Sistem.php EKSTENSI_WAJIB, and pdo_mysql from
 # donjo-app/config/installer.php): curl, gd, mbstring, mysqli/mysqlnd/pdo_mysql, tidy, zip;
 # fileinfo, iconv and exif come with php8.2-common, json is built in. Its bundled libraries

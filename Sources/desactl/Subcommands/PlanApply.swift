@@ -10,7 +10,19 @@ struct PlanCommand: ParsableCommand {
         try desactl.run {
             let e = try global.engine(json: json)
             let plan = try e.plan()
-            try report(ChangeReport(plan: plan, result: nil), engine: e, json: json, dryRun: true)
+            // Certificates are ordered by `cert issue` (and the agent), not by apply: shown apart.
+            let certs = e.config.tls.enabled ? try e.certPlan() : nil
+            if json {
+                var j = ChangeReport(plan: plan, result: nil).json(slugs: try e.slugsByCode())
+                if case .object(var fields) = j { fields.append(("certificates", certs?.json ?? .null)); j = .object(fields) }
+                printJSON(j)
+            } else {
+                try report(ChangeReport(plan: plan, result: nil), engine: e, json: false, dryRun: true)
+                if let certs, !certs.lines.isEmpty {
+                    print("certificates (desactl cert issue --all):")
+                    for l in certs.lines { print("  " + l) }
+                }
+            }
             if !plan.unknown.isEmpty {
                 if !json { FileHandle.standardError.write(Data("desactl: warning: \(Engine.unknownMessage(plan.unknown))\n".utf8)) }
                 throw ExitCode(ExitStatus.failed)
