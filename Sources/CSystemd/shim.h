@@ -41,3 +41,9 @@ extern int posix_spawn_file_actions_addclosefrom_np(posix_spawn_file_actions_t *
 static inline int desa_spawn_closefrom(posix_spawn_file_actions_t *fa, int from) {
     return posix_spawn_file_actions_addclosefrom_np(fa, from);
 }
+
+/* glibc (2.29+): the child starts in this directory. GNU too. */
+extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *, const char *);
+static inline int desa_spawn_chdir(posix_spawn_file_actions_t *fa, const char *dir) {
+    return posix_spawn_file_actions_addchdir_np(fa, dir);
+}

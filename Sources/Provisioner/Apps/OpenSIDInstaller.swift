@@ -1,0 +1,259 @@
+import Foundation
+import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `app install opensid` did.
+public struct AppInstallReport: Sendable {
+    public var slug: String
+    public var url: String
+    public var adminUser: String
+    /// Printed once; never logged.
+    public var adminPassword: String?
+    public var tables: Int
+    public var seconds: Double
+    public var notes: [String]
+}
+
+/// Installs the real OpenSID release into a tenant's web root without its web installer:
+///
+/// 1. the tenant gets the `opensid` template and a database (if it had none);
+/// 2. the release is unpacked into the web root by the tenant's own user, with its front
+///    controller held back as `.desa-index.php` (nginx runs only `index.php` there and
+///    denies dotfiles), so nothing of it is public yet;
+/// 3. `desa/config/database.php` (reading the tenant's `.my.cnf`, so `db rotate-password`
+///    needs nothing else), `desa/config/config.php` (trusted hosts) and `desa/app_key` are
+///    written, so OpenSID's installer is never offered (it answers 404 once `desa/` exists);
+/// 4. OpenSID's own first run fills the database (its Seeder runs when `desa/` exists and
+///    the database is empty): one request through PHP's built-in server, run as the tenant
+///    on loopback;
+/// 5. the admin's password is replaced (OpenSID's `install/user` step stays open while it
+///    is the default `sid304`), then `index.php` is put in place: the site goes public
+///    complete.
+public struct OpenSIDInstaller {
+    public var engine: Engine
+    public var tarball: String
+    public var adminPassword: String?
+
+    public init(engine: Engine, tarball: String, adminPassword: String?) {
+        self.engine = engine; self.tarball = tarball; self.adminPassword = adminPassword
+    }
+
+    var config: Config { engine.config }
+    var runner: ProcessRunning { engine.runner }
+
+    static let heldBack = ".desa-index.php"
+
+    public func install(_ key: String) throws -> AppInstallReport {
+        let started = engine.time.now()
+        guard FileManager.default.isReadableFile(atPath: tarball) else {
+            throw DesaError.invalid("cannot read the OpenSID release \(tarball)")
+        }
+        let php = config.php.default
+        var notes: [String] = []
+        // 1. Template and database.
+        var view = try engine.show(key)
+        if view.tenant.template != "opensid" {
+            try engine.check(try engine.set(view.tenant.slug, options: TenantOptions(template: "opensid")), "setting the opensid template")
+        }
+        if try engine.store.databases()[view.tenant.code]?.desired != .present {
+            try engine.check(try engine.createDatabase(view.tenant.slug), "creating its database")
+        }
+        view = try engine.show(key)
+        let t = view.tenant, t0 = t
+        guard t.status == .active else { throw DesaError(.conflict, "tenant \(t.slug) is \(t.status.rawValue), not active") }
+        guard let user = try engine.users.tenants(prefix: config.userPrefix).first(where: { $0.name == t.userName(prefix: config.userPrefix) }) else {
+            throw DesaError.system("tenant \(t.slug) has no user")
+        }
+        let home = t.home(config), publicDir = home + "/public"
+        let homeDir = try DirHandle.open(config.webRoot).openDir(t.slug)
+        let pub = try homeDir.openDir("public")
+        // Only the starter page may be there: never unpack over a village's own site.
+        let starter = try engine.renderer().starterPage(t0, aliases: view.aliases)
+        let present = try pub.entries().filter { $0 != "index.html" || pub.readFile("index.html", limit: 1 << 20) != starter }
+        guard present.isEmpty else {
+            throw DesaError(.conflict, "\(publicDir) is not empty (\(present.prefix(3).joined(separator: ", "))\(present.count > 3 ? ", ..." : "")); OpenSID goes only into an empty web root")
+        }
+        guard let creds = DatabaseCredentials.read(home: home) else { throw DesaError.system("\(home)/.my.cnf is missing; desactl apply writes it") }
+
+        // 2. The release, readable by the tenant through a root-owned directory.
+        let staging = config.stateDir + "/apps"
+        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        chmod(staging, 0o711)
+        let copy = staging + "/opensid-\(t.code.filter(\.isNumber)).tar.gz"
+        unlink(copy)
+        let cp = try runner.run(["/bin/cp", "--no-preserve=all", tarball, copy])
+        guard cp.ok else { throw DesaError.system("cannot copy \(tarball): \(cp.message)") }
+        chmod(copy, 0o644)
+        defer { unlink(copy) }
+        let asTenant = ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "--reset-env", "--"]
+        let tar = try runner.run(asTenant + ["/bin/tar", "-xzf", copy, "-C", publicDir, "--no-same-owner", "--no-same-permissions",
+                                             "--transform=s,^\\(\\./\\)\\?index\\.php$,\(Self.heldBack),"])
+        guard tar.ok else { throw DesaError.system("unpacking \(tarball) as \(user.name) failed: \(tar.message)") }
+        guard pub.stat(Self.heldBack) != nil, pub.stat("donjo-app") != nil else {
+            throw DesaError.invalid("\(tarball) does not look like an OpenSID release (no index.php and donjo-app/ at its top)")
+        }
+        pub.unlink("index.html")
+
+        // 3. desa/: configuration, the key, and what OpenSID's installer would check.
+        let www = Int(try Users.gid(ofGroup: config.webGroup))
+        let desa = try pub.ensureDir("desa", uid: user.uid, gid: www, mode: 0o2755)
+        let cfg = try desa.ensureDir("config", uid: user.uid, gid: www, mode: 0o2755)
+        let hosts = [t.primaryDomain(config)] + view.aliases
+        try cfg.writeFile("database.php", content: databasePHP(home: home, port: config.mariadb.port), mode: 0o600, uid: user.uid, gid: user.gid)
+        try cfg.writeFile("config.php", content: configPHP(hosts: hosts), mode: 0o600, uid: user.uid, gid: user.gid)
+        var key = [UInt8](repeating: 0, count: 32)
+        var rng = SystemRandomNumberGenerator()
+        for i in key.indices { key[i] = UInt8.random(in: 0...255, using: &rng) }
+        try desa.writeFile("app_key", content: "base64:" + Data(key).base64EncodedString(), mode: 0o600, uid: user.uid, gid: user.gid)
+
+        // 4. OpenSID's first run, as the tenant, on loopback.
+        let tables = try seed(t, user: user, publicDir: publicDir, asTenant: asTenant, creds: creds)
+
+        // 5. The admin's password, then the front controller.
+        let password = adminPassword ?? Self.newAdminPassword()
+        try setAdminPassword(password, homeDir: homeDir, user: user, asTenant: asTenant, home: home)
+        try pub.commit(Self.heldBack, as: "index.php")
+
+        let version = (try? runner.run(["/usr/bin/php\(php)", "-r", "echo PHP_VERSION;"]))?.stdout ?? ""
+        if !version.isEmpty, version.compare("8.2.0", options: .numeric) == .orderedDescending {
+            notes.append("OpenSID v2410 declares PHP 7.4 to 8.2.0; this server runs PHP \(version). Its web installer would refuse it (donjo-app/config/installer.php compares version_compare(PHP_VERSION, '8.2', '<=')), and its Info Sistem page marks the version as unsupported. desa did not use the web installer and did not change OpenSID: the site runs on \(version). If the village needs a PHP that OpenSID declares, configure it under [php.versions] and run: desactl tenant set \(t.slug) --php VERSION")
+        }
+        let scheme = config.tls.enabled ? "https" : "http"
+        engine.record(op: "app install", target: t.code, outcome: "ok", detail: "OpenSID from \((tarball as NSString).lastPathComponent), \(tables) tables; admin password set")
+        engine.journal.send(["MESSAGE": "OpenSID installed for tenant \(t.slug) (\(t.code)): \(tables) tables", "DESA_OP": "app-install",
+                             "DESA_TENANT": t.code, "DESA_SLUG": t.slug, "PRIORITY": "\(JournalPriority.notice.rawValue)"])
+        return AppInstallReport(slug: t.slug, url: "\(scheme)://\(t.primaryDomain(config))/siteman", adminUser: "admin",
+                                adminPassword: adminPassword == nil ? password : nil, tables: tables,
+                                seconds: engine.time.now().timeIntervalSince(started), notes: notes)
+    }
+
+    /// OpenSID's database settings, reading the tenant's credentials file at each request:
+    /// a rotated password takes effect with nothing else to change. TCP on loopback, as
+    /// both of OpenSID's database layers (CodeIgniter and Eloquent) can reach it.
+    func databasePHP(home: String, port: Int) -> String {
+        """
+        <?php
+        // Written by desa (desactl app install): the account comes from the site's .my.cnf,
+        // which desactl db rotate-password replaces.
+        // OpenSID keeps an encrypted copy of the password on the next line after each of its
+        // migrations (updateConfigFile); the .my.cnf line further down wins.
+        $db['default']['password'] = '';
+        $desa_cnf = parse_ini_file('\(home)/.my.cnf', true, INI_SCANNER_RAW);
+        $db['default']['hostname'] = '127.0.0.1';
+        $db['default']['port']     = \(port);
+        $db['default']['username'] = $desa_cnf['client']['user'];
+        $db['default']['password'] = $desa_cnf['client']['password'];
+        $db['default']['database'] = $desa_cnf['mysql']['database'];
+        $db['default']['dbcollat'] = 'utf8_general_ci';
+        $db['default']['stricton'] = true;
+
+        """
+    }
+
+    func configPHP(hosts: [String]) -> String {
+        """
+        <?php
+        // Written by desa (desactl app install).
+        $config['user_admin'] = 0;
+        $config['trusted_hosts'] = [\(hosts.map { "'\($0)'" }.joined(separator: ", "))];
+
+        """
+    }
+
+    /// One request to `/` through PHP's built-in server, as the tenant: OpenSID creates its
+    /// folders and fills the empty database. Returns the number of tables.
+    func seed(_ t: Tenant, user: SystemUser, publicDir: String, asTenant: [String], creds: DatabaseCredentials) throws -> Int {
+        let port = try Self.freeLoopbackPort()
+        let php = "/usr/bin/php" + config.php.default
+        let home = t.home(config)
+        // The pool's limits, as its PHP will have them.
+        let server = try BackgroundProcess(asTenant + [php, "-d", "memory_limit=512M", "-d", "max_execution_time=600",
+                                                       "-d", "open_basedir=" + home + "/:/usr/share/php/:/dev/null",
+                                                       "-d", "session.save_path=" + home + "/sessions", "-d", "sys_temp_dir=" + home + "/tmp",
+                                                       "-d", "upload_tmp_dir=" + home + "/tmp",
+                                                       "-S", "127.0.0.1:\(port)", "-t", publicDir, publicDir + "/" + Self.heldBack],
+                                           cwd: publicDir, logFile: "/dev/null")
+        defer { server.stop() }
+        let probe = HTTPProbe(address: ProbeAddress("127.0.0.1:\(port)")!, timeout: 600)
+        let deadline = engine.time.deadline(10)
+        var response: HTTPProbe.Response?
+        var lastError = ""
+        while response == nil && engine.time.now() < deadline {
+            do { response = try probe.get(host: t.primaryDomain(config), path: "/") } catch {
+                lastError = Applier.message(error)
+                engine.time.sleep(0.1)
+            }
+        }
+        guard let r = response else { throw DesaError.system("OpenSID's first run did not answer: \(lastError)") }
+        let c = try MariaDBConnection(address: config.mariadb.address, user: creds.user, password: creds.password, database: creds.database)
+        let tables = Int(try c.scalar(SQL("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")) ?? "0") ?? 0
+        guard r.status == 200, tables > 100 else {
+            throw DesaError.system("OpenSID's first run answered HTTP \(r.status) and left \(tables) tables; see \(publicDir)/storage/logs: \(r.body.prefix(300))")
+        }
+        return tables
+    }
+
+    /// Replaces the default admin password through a PHP script the tenant runs (bcrypt,
+    /// as OpenSID hashes it): the password is in a 0600 file of the tenant's for a moment,
+    /// never on a command line.
+    func setAdminPassword(_ password: String, homeDir: DirHandle, user: SystemUser, asTenant: [String], home: String) throws {
+        guard password.count >= 8, password.count <= 72, !password.contains("\n") else {
+            throw DesaError.invalid("the admin password must be 8 to 72 characters on one line")
+        }
+        let tmp = try homeDir.openDir("tmp")
+        let secret = ".desa-admin-password", script = ".desa-admin-password.php"
+        try tmp.writeFile(secret, content: password, mode: 0o600, uid: user.uid, gid: user.gid)
+        defer { tmp.unlink(secret); tmp.unlink(script) }
+        try tmp.writeFile(script, content: """
+        <?php
+        $c = parse_ini_file('\(home)/.my.cnf', true, INI_SCANNER_RAW);
+        $pdo = new PDO('mysql:unix_socket=' . ($c['client']['socket'] ?? '') . ';host=127.0.0.1;port=\(config.mariadb.port);dbname=' . $c['mysql']['database'],
+                       $c['client']['user'], $c['client']['password'], [PDO::ATTR_ERRMODE => PDO::ERRMODE_EXCEPTION]);
+        $pw = file_get_contents('\(home)/tmp/\(secret)');
+        $n = $pdo->prepare("UPDATE user SET password = ? WHERE username = 'admin'");
+        $n->execute([password_hash($pw, PASSWORD_BCRYPT)]);
+        if ($n->rowCount() !== 1) { fwrite(STDERR, "no admin user to update\\n"); exit(1); }
+
+        """, mode: 0o600, uid: user.uid, gid: user.gid)
+        let r = try runner.run(asTenant + ["/usr/bin/php" + config.php.default, home + "/tmp/" + script])
+        guard r.ok else { throw DesaError.system("setting OpenSID's admin password failed: \(r.message)") }
+    }
+
+    static func newAdminPassword() -> String {
+        // Letters and digits, grouped for reading aloud over the phone to the village.
+        let alphabet = Array("abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
+        var rng = SystemRandomNumberGenerator()
+        let chars = (0..<16).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] }
+        return stride(from: 0, to: 16, by: 4).map { String(chars[$0..<($0 + 4)]) }.joined(separator: "-")
+    }
+
+    static func freeLoopbackPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw DesaError.system("socket: \(errnoText())") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard bound else { throw DesaError.system("no free port on 127.0.0.1: \(errnoText())") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
+
+extension Engine {
+    /// A change that must have worked before the next step.
+    func check(_ r: ChangeReport, _ what: String) throws {
+        if let f = r.result?.failures.first { throw DesaError(.checkFailed, "\(what) failed: \(f.reason)") }
+    }
+
+    public func installOpenSID(_ key: String, tarball: String, adminPassword: String?) throws -> AppInstallReport {
+        try requireDatabases()
+        return try OpenSIDInstaller(engine: self, tarball: tarball, adminPassword: adminPassword).install(key)
+    }
+}
