@@ -3,6 +3,8 @@
 
   bench/run.py import   280 Kab. Bandung villages into a fresh sandbox until all serve,
                         against baseline-import.sh (one village at a time), same run.
+  bench/run.py db       50 villages with databases and OpenSID into 10, against the
+                        mariadb client and a shell loop (baseline-db.sh), same run.
   bench/run.py scale    10,000 synthetic tenants: converged plan, tenant list --json,
                         one nginx reload, desactl's memory; with same-run baselines.
 
@@ -43,7 +45,7 @@ def timed(args, env=None, n=9):
 
 
 class Sandbox:
-    def __init__(self, name, port, prefix, uid, extra_toml=""):
+    def __init__(self, name, port, prefix, uid, extra_toml="", init_args=()):
         self.dir = f"/var/tmp/desa-bench-{name}"
         self.env = dict(os.environ, DESA_CONFIG=self.dir + "/desa.toml")
         self.port, self.prefix = port, prefix
@@ -51,7 +53,7 @@ class Sandbox:
             run([DESACTL, "sandbox", "destroy"], self.env, check=False)
         shutil.rmtree(self.dir, ignore_errors=True)
         run([DESACTL, "sandbox", "init", self.dir, "--http-port", str(port), "--user-prefix", prefix,
-             "--uid-min", str(uid), "--uid-max", str(uid + 20000)])
+             "--uid-min", str(uid), "--uid-max", str(uid + 20000)] + list(init_args))
         if extra_toml:
             with open(self.env["DESA_CONFIG"]) as f:
                 toml = f.read()
@@ -214,11 +216,83 @@ def bench_scale(n=10000):
     save("scale", res)
 
 
+OPENSID = os.environ.get("DESA_OPENSID_TARBALL", "/work/shared/apps/opensid-v2410.0.0.tar.gz")
+
+
+def bench_db(n=50, apps=10):
+    """Databases for 50 villages and OpenSID into 10: desa against the mariadb client and a
+    shell loop (bench/baseline-db.sh), in the same run."""
+    subset = "/var/tmp/desa-bench-db-subset.csv"
+    with open(BANDUNG) as f:
+        lines = f.read().splitlines()
+    with open(subset, "w") as f:
+        f.write("\n".join(lines[: n + 1]) + "\n")
+    have_opensid = os.path.exists(OPENSID)
+    sb = Sandbox("db", 18490, "bdd", 680000, init_args=("--with-mariadb", "--mariadb-port", "13490"))
+    try:
+        dt_db, _, _ = sb.desactl("tenant", "import", subset, "--with-db")
+        tenants = json.loads(sb.desactl("tenant", "list", "--json")[2])
+        app_times = []
+        if have_opensid:
+            for t in tenants[:apps]:
+                app_times.append(sb.desactl("app", "install", "opensid", t["slug"], "--from", OPENSID, "--json")[0])
+            served = sum(1 for t in tenants[:apps] if sb.status(t["domain"])[0] == 200)
+        else:
+            served = 0
+    finally:
+        sb.destroy()
+    base = Sandbox("dbbase", 18491, "bdb", 720000, init_args=("--with-mariadb", "--mariadb-port", "13491"))
+    try:
+        dt_plain, _, _ = base.desactl("tenant", "import", subset)
+        tenants = json.loads(base.desactl("tenant", "list", "--json")[2])
+        listing = base.dir + "/tenants.txt"
+        with open(listing, "w") as f:
+            for t in tenants:
+                f.write(f"{t['slug']} {base.prefix}{t['code'].replace('.', '')}\n")
+        dt_loop, _, _ = run([os.path.join(ROOT, "bench", "baseline-db.sh"), "db", base.dir, listing])
+        dt_loop_apps = None
+        if have_opensid:
+            with open(base.dir + "/apps.txt", "w") as f:
+                f.write("".join(open(listing).readlines()[:apps]))
+            dt_loop_apps, _, _ = run([os.path.join(ROOT, "bench", "baseline-db.sh"), "opensid", base.dir, base.dir + "/apps.txt", OPENSID])
+            base_served = sum(1 for t in tenants[:apps] if base.status(t["domain"])[0] == 200)
+        else:
+            base_served = 0
+    finally:
+        base.destroy()
+    db_part = dt_db - dt_plain
+    res = {
+        "villages": n,
+        "desa": {"import_with_db_s": round(dt_db, 3), "per_village_s": round(dt_db / n, 4)},
+        "baseline": {"import_without_db_s": round(dt_plain, 3), "mariadb_client_loop_s": round(dt_loop, 3),
+                     "per_village_db_s": round(dt_loop / n, 4), "total_s": round(dt_plain + dt_loop, 3)},
+        "databases_only": {"desa_s": round(db_part, 3), "loop_s": round(dt_loop, 3),
+                           "speedup": round(dt_loop / db_part, 1) if db_part > 0 else None},
+        "total_speedup": round((dt_plain + dt_loop) / dt_db, 2),
+    }
+    if app_times:
+        res["opensid"] = {"sites": len(app_times), "desa_total_s": round(sum(app_times), 2),
+                          "desa_per_site_s": round(statistics.mean(app_times), 2), "desa_serving_200": served,
+                          "by_hand_total_s": round(dt_loop_apps, 2), "by_hand_per_site_s": round(dt_loop_apps / apps, 2),
+                          "by_hand_serving_200": base_served,
+                          "ratio_by_hand_over_desa": round(dt_loop_apps / sum(app_times), 2)}
+    print(f"{n} villages with databases: desa {dt_db:.2f} s ({dt_db / n * 1000:.0f} ms each); "
+          f"without databases {dt_plain:.2f} s, then the mariadb-client loop {dt_loop:.2f} s ({dt_loop / n * 1000:.0f} ms each)")
+    print(f"databases alone: desa {db_part:.2f} s against {dt_loop:.2f} s by hand ({res['databases_only']['speedup']}x)")
+    if app_times:
+        o = res["opensid"]
+        print(f"OpenSID into {apps}: desa {o['desa_total_s']} s ({o['desa_per_site_s']} s each, {served} serving) "
+              f"against {o['by_hand_total_s']} s by hand ({o['by_hand_per_site_s']} s each, {base_served} serving)")
+    save("db", res)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmarks create tenant users")
     which = sys.argv[1] if len(sys.argv) > 1 else "all"
     if which in ("import", "all"):
         bench_import()
+    if which in ("db", "all"):
+        bench_db()
     if which in ("scale", "all"):
         bench_scale(int(sys.argv[2]) if len(sys.argv) > 2 else 10000)
