@@ -130,7 +130,7 @@ extension Engine {
 
     /// The DNS-01 responder `[tls] dns` asks for, or nil.
     public func dnsResponder() throws -> (any DNS01Responder)? {
-        guard config.tls.dns == .rfc2136 else { return nil }
-        throw DesaError(.config, "tls.dns = \"rfc2136\" is not available in this build")
+        guard config.tls.dns == .rfc2136, let keyFile = config.tls.tsigKeyFile else { return nil }
+        return try RFC2136Responder(server: config.tls.dnsServer, key: try TSIGKey.load(path: keyFile), zone: config.domain)
     }
 }

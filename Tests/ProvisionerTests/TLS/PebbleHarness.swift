@@ -22,6 +22,8 @@ final class PebbleHarness: @unchecked Sendable {
         var eabKeys: [String: String]? = nil
         /// PEBBLE_AUTHZREUSE (percent); nil keeps pebble's 50.
         var authzReuse: Int? = nil
+        /// The DNS server pebble asks (`ADDRESS:PORT`, a real BIND for DNS-01); nil: challtestsrv.
+        var dnsServer: String? = nil
     }
 
     let dir: String
@@ -85,7 +87,7 @@ final class PebbleHarness: @unchecked Sendable {
         var env = ["PATH": "/usr/bin:/bin", "PEBBLE_VA_NOSLEEP": "1"]
         if let n = options.nonceReject { env["PEBBLE_WFE_NONCEREJECT"] = String(n) }
         if let n = options.authzReuse { env["PEBBLE_AUTHZREUSE"] = String(n) }
-        pebble = try Spawned(["/usr/bin/pebble", "-config", dir + "/pebble.json", "-dnsserver", "127.0.0.1:\(dnsPort)"]
+        pebble = try Spawned(["/usr/bin/pebble", "-config", dir + "/pebble.json", "-dnsserver", options.dnsServer ?? "127.0.0.1:\(dnsPort)"]
                              + (options.strict ? ["-strict"] : []),
                              environment: env, logFile: pebbleLog)
         try waitForListener(challtestsrvPort, process: challtestsrv!, log: dir + "/challtestsrv.log")
