@@ -75,7 +75,7 @@ struct PlannerTests {
         let expected: [Step] = [
             Step(nil, "create-sysusers", .users, .userBatch(UserBatch(file: c.sysusersFile, content: Users.sysusersText([spec])))),
             dir(c.webRoot, 0, 0, 0o711), dir(c.archiveDir, 0, 0, 0o700), dir(c.logDir, 0, 0, 0o755), dir(c.tenantLogRoot, 0, 0, 0o711),
-            dir(c.acmeRoot, 0, 0, 0o755), dir(c.acmeRoot + "/.well-known", 0, 0, 0o755),
+            dir(c.stateDir, 0, 0, 0o711), dir(c.acmeRoot, 0, 0, 0o755), dir(c.acmeRoot + "/.well-known", 0, 0, 0o755),
             dir(c.acmeRoot + "/.well-known/acme-challenge", 0, 0, 0o755), dir(c.nginx.sitesDir, 0, 0, 0o755),
             dir(php.poolDir, 0, 0, 0o755), dir(php.socketDir, 0, 0, 0o755),
             Step(t.code, "create-user", .users, .user(spec)),

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 @testable import Provisioner
 
@@ -36,14 +37,19 @@ final class SandboxHarness {
         try #require(s.ok, "sandbox start failed: \(s.message)")
     }
 
+    /// A port nothing listens on, never the same twice in this test process (suites run in
+    /// parallel: two of them picking one port before either binds it made nginx fail).
     static func freePort() -> Int {
-        for _ in 0..<50 {
+        for _ in 0..<200 {
             let p = Int.random(in: 20_000..<40_000)
+            guard handedOut.withLock({ $0.insert(p).inserted }) else { continue }
             let probe = HTTPProbe(address: ProbeAddress("127.0.0.1:\(p)")!, timeout: 0.2)
-            if (try? probe.get(host: "x")) == nil { return p }
+            if (try? probe.get(host: "x")) == nil && !Processes.listensOnLoopback(port: p) { return p }
         }
         return 28_080
     }
+
+    private static let handedOut = Mutex<Set<Int>>([])
 
     @discardableResult
     func desactl(_ args: String...) throws -> ProcessResult { try desactl(args) }

@@ -148,7 +148,8 @@ struct DNSUpdateTests {
         c.tls.dnsServer = bind.server
         c.tls.tsigKeyFile = bind.keyFile
         try AtomicFiles.write([FileWrite(path: h.configPath, content: try c.toml(), mode: 0o600)])
-        try #require(try h.desactl("tenant", "import", Support.bandung).ok)
+        let imported = try h.desactl("tenant", "import", Support.bandung)
+        try #require(imported.ok, "\(imported.stdout.suffix(1500)) \(imported.stderr.suffix(1500))")
         let issued = try h.desactl("cert", "issue", "--all", "--json")
         try #require(issued.ok, "\(issued.stdout.suffix(2000)) \(issued.stderr)")
         let report = try JSONSerialization.jsonObject(with: Data(issued.stdout.utf8)) as? [String: Any] ?? [:]
