@@ -139,15 +139,21 @@ struct DNSUpdateTests {
         let pebble = try await PebbleHarness.start(basePort: 14800, httpPort: h.port, options: .init(dnsServer: bind.server))
         defer { pebble.stop() }
         let https = SandboxHarness.freePort()
-        var c = try h.config()
-        c.tls.enabled = true
-        c.tls.directory = pebble.directoryURL
-        c.tls.trustedRoots = [pebble.listenerCert]
-        c.tls.listen = "127.0.0.1:\(https)"
-        c.tls.dns = .rfc2136
-        c.tls.dnsServer = bind.server
-        c.tls.tsigKeyFile = bind.keyFile
-        try AtomicFiles.write([FileWrite(path: h.configPath, content: try c.toml(), mode: 0o600)])
+        // The sandbox's own [tls] keys, rewritten in its file (encoding the whole Config would
+        // also write sections other suites register for themselves).
+        let settings = ["enabled": "true", "directory": "\"\(pebble.directoryURL)\"", "trusted_roots": "[\"\(pebble.listenerCert)\"]",
+                        "listen": "\"127.0.0.1:\(https)\"", "dns": "\"rfc2136\"", "dns_server": "\"\(bind.server)\"",
+                        "tsig_key_file": "\"\(bind.keyFile)\""]
+        var section = ""
+        let lines = (AtomicFiles.read(h.configPath) ?? "").split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            if line.hasPrefix("[") { section = String(line) }
+            guard section == "[tls]", let eq = line.firstIndex(of: "=") else { return String(line) }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            return settings[key].map { "\(key) = \($0)" } ?? String(line)
+        }
+        try AtomicFiles.write([FileWrite(path: h.configPath, content: lines.joined(separator: "\n"), mode: 0o600)])
+        let c = try h.config()
+        #expect(c.tls.dns == .rfc2136 && c.tls.enabled)
         let imported = try h.desactl("tenant", "import", Support.bandung)
         try #require(imported.ok, "\(imported.stdout.suffix(1500)) \(imported.stderr.suffix(1500))")
         let issued = try h.desactl("cert", "issue", "--all", "--json")
