@@ -87,6 +87,7 @@ public struct OpenSIDInstaller {
         guard cp.ok else { throw DesaError.system("cannot copy \(tarball): \(cp.message)") }
         chmod(copy, 0o644)
         defer { unlink(copy) }
+        let www0 = Int(try Users.gid(ofGroup: config.webGroup))
         let asTenant = ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "--reset-env", "--"]
         let tar = try runner.run(asTenant + ["/bin/tar", "-xzf", copy, "-C", publicDir, "--no-same-owner", "--no-same-permissions",
                                              "--transform=s,^\\(\\./\\)\\?index\\.php$,\(Self.heldBack),"])
@@ -95,9 +96,14 @@ public struct OpenSIDInstaller {
             throw DesaError.invalid("\(tarball) does not look like an OpenSID release (no index.php and donjo-app/ at its top)")
         }
         pub.unlink("index.html")
+        // OpenSID builds clean URLs (/siteman, not /index.php/siteman) only when it sees an
+        // .htaccess; nginx reads none and denies dotfiles.
+        if let ht = pub.readFile("htaccess.txt", limit: 1 << 20) {
+            try pub.writeFile(".htaccess", content: ht, mode: 0o644, uid: user.uid, gid: www0)
+        }
 
         // 3. desa/: configuration, the key, and what OpenSID's installer would check.
-        let www = Int(try Users.gid(ofGroup: config.webGroup))
+        let www = www0
         let desa = try pub.ensureDir("desa", uid: user.uid, gid: www, mode: 0o2755)
         let cfg = try desa.ensureDir("config", uid: user.uid, gid: www, mode: 0o2755)
         let hosts = [t.primaryDomain(config)] + view.aliases
@@ -199,8 +205,8 @@ public struct OpenSIDInstaller {
     /// as OpenSID hashes it): the password is in a 0600 file of the tenant's for a moment,
     /// never on a command line.
     func setAdminPassword(_ password: String, homeDir: DirHandle, user: SystemUser, asTenant: [String], home: String) throws {
-        guard password.count >= 8, password.count <= 72, !password.contains("\n") else {
-            throw DesaError.invalid("the admin password must be 8 to 72 characters on one line")
+        guard Self.acceptable(password) else {
+            throw DesaError.invalid("OpenSID wants an admin password of 8 to 20 characters with a digit, a lowercase and an uppercase letter and a symbol (otherwise it forces a change at the first login)")
         }
         let tmp = try homeDir.openDir("tmp")
         let secret = ".desa-admin-password", script = ".desa-admin-password.php"
@@ -221,12 +227,24 @@ public struct OpenSIDInstaller {
         guard r.ok else { throw DesaError.system("setting OpenSID's admin password failed: \(r.message)") }
     }
 
+    /// OpenSID's own rule (Siteman's `syarat_sandi`): 8 to 20 characters, with a digit, a
+    /// lowercase and an uppercase letter and a symbol.
+    static func acceptable(_ p: String) -> Bool {
+        (8...20).contains(p.count) && !p.contains(where: \.isNewline)
+            && p.contains(where: \.isNumber) && p.contains(where: \.isLowercase) && p.contains(where: \.isUppercase)
+            && p.contains(where: { !$0.isLetter && !$0.isNumber && !$0.isWhitespace })
+    }
+
     static func newAdminPassword() -> String {
-        // Letters and digits, grouped for reading aloud over the phone to the village.
+        // Letters and digits without look-alikes, in groups of four for reading aloud over the
+        // phone to the village; the dashes are the symbol OpenSID wants.
         let alphabet = Array("abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789")
         var rng = SystemRandomNumberGenerator()
-        let chars = (0..<16).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] }
-        return stride(from: 0, to: 16, by: 4).map { String(chars[$0..<($0 + 4)]) }.joined(separator: "-")
+        while true {
+            let chars = (0..<16).map { _ in alphabet[Int(rng.next(upperBound: UInt32(alphabet.count)))] }
+            let p = stride(from: 0, to: 16, by: 4).map { String(chars[$0..<($0 + 4)]) }.joined(separator: "-")
+            if acceptable(p) { return p }
+        }
     }
 
     static func freeLoopbackPort() throws -> Int {

@@ -23,7 +23,7 @@ struct AppCommand: ParsableCommand {
         @Argument(help: "The application: opensid.") var app: String
         @Argument(help: "Slug or village code.") var tenant: String
         @Option(name: .customLong("from"), help: "The release tarball, e.g. opensid-v2410.0.0.tar.gz.") var tarball: String
-        @Option(help: "A file holding the admin's password (8 to 72 characters); without it one is made and printed once.") var adminPasswordFile: String?
+        @Option(help: "A file holding the admin's password (OpenSID's rule: 8 to 20 characters, a digit, a lower- and an uppercase letter, a symbol); without it one is made and printed once.") var adminPasswordFile: String?
         @Flag(help: "Print JSON (with the password when desactl made it).") var json = false
 
         func validate() throws {
