@@ -260,7 +260,7 @@ struct DNSWireTests {
         #expect(message.hasPrefix("no answer from the DNS server 127.0.0.1:15101 within 1 s; ignored"), "\(message)")
         #expect(message.contains("too short for a DNS header"), "\(message)")
         #expect(message.contains("an answer with ID"), "\(message)")
-        #expect(took < .milliseconds(1800))
+        #expect(took < .milliseconds(2500))
         #expect(took > .milliseconds(900))
     }
 
@@ -301,7 +301,7 @@ struct DNSWireTests {
         let message = try #require(e).message
         #expect(message.contains("malformed"), "\(message)")
         #expect(message.contains(fault), "\(message)")
-        #expect(took < .milliseconds(500))
+        #expect(took < .milliseconds(900))   // at once, not at the 1 s timeout
     }
 
     @Test("a truncated UDP answer (TC) is asked again over TCP")
@@ -322,7 +322,7 @@ struct DNSWireTests {
         }
         #expect(silent?.message.contains("no answer from the DNS server 127.0.0.1:15108 within 0.6 s") == true, "\(silent?.message ?? "")")
         #expect(silent?.message.hasPrefix("adding the TXT record") == true)
-        #expect(took < .seconds(1))
+        #expect(took < .milliseconds(1200))
 
         let client = try DNSUpdateClient(server: "127.0.0.1:15109", key: Self.key, zone: "x.id", timeout: .seconds(1))
         let refused = #expect(throws: DesaError.self) { try client.queryTXT(name: "x.id") }
