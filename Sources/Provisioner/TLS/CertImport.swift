@@ -131,6 +131,6 @@ extension Engine {
     /// The DNS-01 responder `[tls] dns` asks for, or nil.
     public func dnsResponder() throws -> (any DNS01Responder)? {
         guard config.tls.dns == .rfc2136, let keyFile = config.tls.tsigKeyFile else { return nil }
-        return try RFC2136Responder(server: config.tls.dnsServer, key: try TSIGKey.load(path: keyFile), zone: config.domain)
+        return RFC2136Responder(client: try DNSUpdateClient(server: config.tls.dnsServer, key: try TSIGKey.load(path: keyFile), zone: config.domain))
     }
 }
