@@ -7,10 +7,16 @@
                         mariadb client and a shell loop (baseline-db.sh), same run.
   bench/run.py scale    10,000 synthetic tenants: converged plan, tenant list --json,
                         one nginx reload, desactl's memory; with same-run baselines.
+  bench/run.py https [N]  HTTPS for the 280 villages against pebble (PEBBLE_VA_NOSLEEP=1), same
+                        run: desa's `cert issue --all` (pebble rejecting 5% of nonces, then
+                        again at 0%); certbot once per village, as the panels do (N: time only
+                        the first N villages and extrapolate); certbot once per bundle desa made.
+                        certbot's pebble rejects no nonces: Debian's certbot gives up on two
+                        bad nonces in a row. Wall time and number of orders of each.
 
 Needs root, a release build (bench/run.sh builds it) and nothing listening on the ports.
 """
-import http.client, json, os, resource, shutil, statistics, subprocess, sys, time
+import http.client, json, os, resource, shutil, signal, socket, sqlite3, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -288,6 +294,183 @@ def bench_db(n=50, apps=10, rounds=3):
     save("db", res)
 
 
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+class Pebble:
+    """pebble on a sandbox's own pebble.json (same ports, same listener certificate), in place
+    of the one `sandbox start` runs, with nonce rejection set (the sandbox's runs with pebble's
+    default, 5%). It resolves names through the sandbox's pebble-challtestsrv, which stays."""
+
+    def __init__(self, sb, nonce_reject):
+        self.sb, self.acme = sb, sb.pebble_port
+        pidfile = sb.dir + "/run/pebble.pid"
+        pid = int(open(pidfile).read())
+        assert os.readlink(f"/proc/{pid}/exe") == "/usr/bin/pebble", pid
+        os.kill(pid, signal.SIGTERM)
+        while os.path.exists(f"/proc/{pid}"):
+            time.sleep(0.02)
+        os.unlink(pidfile)
+        while port_open(self.acme):
+            time.sleep(0.02)
+        self.log = f"/var/tmp/{os.path.basename(sb.dir)}-pebble.log"
+        self.proc = subprocess.Popen(
+            ["/usr/bin/pebble", "-config", sb.dir + "/pebble/pebble.json", "-dnsserver", f"127.0.0.1:{self.acme + 2}"],
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": str(nonce_reject)},
+            stdin=subprocess.DEVNULL, stdout=open(self.log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 15
+        while not (port_open(self.acme) and port_open(self.acme + 1)):
+            if self.proc.poll() is not None or time.time() > deadline:
+                sys.exit(f"pebble did not start, see {self.log}")
+            time.sleep(0.05)
+        # A new pebble, a new root: what curl --cacert needs for what this one issues.
+        run(["curl", "-sS", "--fail", "--cacert", sb.dir + "/pebble/listener.pem",
+             f"https://127.0.0.1:{self.acme + 1}/roots/0", "-o", sb.dir + "/pebble/root.pem"])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        os.unlink(self.log)
+
+
+def https_sandbox(name, http_port, https_port, pebble_port, prefix, uid):
+    sb = Sandbox(name, http_port, prefix, uid, init_args=[
+        "--with-pebble", "--pebble-port", str(pebble_port), "--https-port", str(https_port)])
+    sb.https_port, sb.pebble_port = https_port, pebble_port
+    return sb
+
+
+def desa_issue(sb):
+    """Imports the villages, then times `cert issue --all`; checks every village over HTTPS."""
+    sb.desactl("tenant", "import", BANDUNG, "--json")
+    tenants = json.loads(sb.desactl("tenant", "list", "--json")[2])
+    plan = json.loads(sb.desactl("cert", "plan", "--json")[2])
+    dt, _, out = run([DESACTL, "cert", "issue", "--all", "--json"], sb.env, check=False)
+    report = json.loads(out)
+    ok = 0
+    for t in tenants:
+        host = t["domain"]
+        p = subprocess.run(["curl", "-sS", "--cacert", sb.dir + "/pebble/root.pem",
+                            "--resolve", f"{host}:{sb.https_port}:127.0.0.1", "-w", "\n%{http_code}",
+                            f"https://{host}:{sb.https_port}/"], capture_output=True, text=True)
+        body, _, code = p.stdout.rpartition("\n")
+        ok += p.returncode == 0 and code == "200" and t["name"] in body
+    db = sqlite3.connect(f"file:{sb.dir}/state/state.sqlite?mode=ro", uri=True)
+    bundles = [json.loads(names) for (names,) in db.execute("select names from certificate order by id")]
+    db.close()
+    return {
+        "wall_s": round(dt, 2),
+        "orders_planned": len(plan["orders"]),
+        "orders": len(report["issued"]) + len(report["failed"]),
+        "issued": len(report["issued"]),
+        "failed": report["failed"],
+        "held_out": report["held_out"],
+        "names_per_certificate": [len(b) for b in bundles],
+        "https_200_with_name": ok,
+        "phases_s": (report.get("change") or {}).get("phases"),
+    }, tenants, bundles
+
+
+def certbot_runs(sb, label, name_lists):
+    """One `certbot certonly --webroot` per list of names, one after another (as a panel's
+    per-site script does), with an account of its own registered beforehand (not timed)."""
+    work = f"/var/tmp/desa-bench-certbot-{label}"
+    shutil.rmtree(work, ignore_errors=True)
+    env = dict(os.environ, REQUESTS_CA_BUNDLE=sb.dir + "/pebble/listener.pem")
+    common = ["--server", f"https://127.0.0.1:{sb.pebble_port}/dir", "--config-dir", work + "/config",
+              "--work-dir", work + "/work", "--logs-dir", work + "/logs", "--non-interactive"]
+    run(["certbot", "register", "--agree-tos", "-m", "hostmaster@bandungkab.go.id", "--no-eff-email"] + common, env)
+    times, failed = [], []
+    t0 = time.perf_counter()
+    for names in name_lists:
+        args = ["certbot", "certonly", "--webroot", "-w", sb.dir + "/state/acme"] + common
+        for n in names:
+            args += ["-d", n]
+        dt, _, _ = run(args, env, check=False)
+        times.append(dt)
+        if not os.path.exists(f"{work}/config/live/{names[0]}/fullchain.pem"):
+            failed.append(names[0])
+    wall = time.perf_counter() - t0
+    issued = len(name_lists) - len(failed)
+    shutil.rmtree(work, ignore_errors=True)
+    return {"wall_s": round(wall, 2), "orders": len(name_lists), "issued": issued, "failed": failed,
+            "mean_s_per_run": round(statistics.mean(times), 3), "names": sum(len(n) for n in name_lists)}
+
+
+def bench_https(sample=None):
+    rows = sum(1 for _ in open(BANDUNG)) - 1
+    pebbles = []
+    sb = https_sandbox("https", 25080, 25443, 25400, "bht", 760000)
+    try:
+        desa, tenants, bundles = desa_issue(sb)
+        print(f"desa, cert issue --all (pebble rejecting 5% of nonces): {desa['wall_s']:.2f} s, "
+              f"{desa['orders']} orders {desa['names_per_certificate']}, "
+              f"{desa['https_200_with_name']}/{rows} villages answer 200 over HTTPS with their name")
+        # Debian's certbot gives up on two bad nonces in a row: a pebble that rejects none.
+        pebbles.append(Pebble(sb, 0))
+        names = [t["domain"] for t in tenants]
+        measured = names[:sample] if sample else names
+        per = certbot_runs(sb, "per-village", [[n] for n in measured])
+        if sample:
+            per["sample"] = len(measured)
+            per["measured_wall_s"] = per["wall_s"]
+            per["wall_s"] = round(per["mean_s_per_run"] * len(names), 2)
+            per["orders"] = len(names)
+            per["extrapolated"] = True
+        print(f"certbot per village: {per['wall_s']:.1f} s{' (extrapolated from %d)' % sample if sample else ''}, "
+              f"{per['orders']} orders, {per['mean_s_per_run']:.2f} s each, {len(per['failed'])} failed")
+        same = certbot_runs(sb, "bundles", bundles)
+        print(f"certbot on desa's bundles: {same['wall_s']:.2f} s, {same['orders']} orders, {len(same['failed'])} failed")
+    finally:
+        for p in pebbles:
+            p.stop()
+        sb.destroy()
+    # desa again, against a pebble that rejects no nonces, as the certbot runs had.
+    sb0 = https_sandbox("https0", 25081, 25444, 25410, "bhz", 800000)
+    try:
+        pebbles = [Pebble(sb0, 0)]
+        desa0, _, _ = desa_issue(sb0)
+        print(f"desa, cert issue --all (pebble rejecting no nonces): {desa0['wall_s']:.2f} s, {desa0['orders']} orders, "
+              f"{desa0['https_200_with_name']}/{rows} answer over HTTPS")
+    finally:
+        for p in pebbles:
+            p.stop()
+        sb0.destroy()
+    res = {
+        "villages": rows,
+        "pebble": "Debian pebble 2.4.0, PEBBLE_VA_NOSLEEP=1, HTTP-01 through the sandbox's nginx; "
+                  "desa: default nonce rejection (5%) and again at 0%; certbot: PEBBLE_WFE_NONCEREJECT=0",
+        "desa": desa,
+        "desa_nonce_reject_0": desa0,
+        "certbot_per_village": per,
+        "certbot_same_bundles": same,
+        "ratios": {
+            "certbot_per_village_vs_desa": round(per["wall_s"] / desa["wall_s"], 1),
+            "certbot_bundles_vs_desa": round(same["wall_s"] / desa["wall_s"], 2),
+            "certbot_per_village_vs_desa_nonce_reject_0": round(per["wall_s"] / desa0["wall_s"], 1),
+            "certbot_bundles_vs_desa_nonce_reject_0": round(same["wall_s"] / desa0["wall_s"], 2),
+        },
+        "notes": "desa's time covers planning, the ACME orders, writing certificates and keys, and the nginx "
+                 "reload that serves them; certbot's only the orders (certonly --webroot), with its account "
+                 "registered beforehand and not timed.",
+        "targets": {"orders_at_most": 3, "speedup_vs_per_village_at_least": 20, "faster_than_certbot_same_bundles": True},
+    }
+    print(f"certbot per village / desa: {res['ratios']['certbot_per_village_vs_desa']}x (target >= 20x), "
+          f"certbot on the same bundles / desa: {res['ratios']['certbot_bundles_vs_desa']}x (target > 1); "
+          f"orders {desa['orders']} (target <= 3) instead of {per['orders']}")
+    save("https", res)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmarks create tenant users")
@@ -297,4 +480,6 @@ if __name__ == "__main__":
     if which in ("db", "all"):
         bench_db()
     if which in ("scale", "all"):
-        bench_scale(int(sys.argv[2]) if len(sys.argv) > 2 else 10000)
+        bench_scale(int(sys.argv[2]) if len(sys.argv) > 2 and which == "scale" else 10000)
+    if which in ("https", "all"):
+        bench_https(int(sys.argv[2]) if len(sys.argv) > 2 and which == "https" else None)
