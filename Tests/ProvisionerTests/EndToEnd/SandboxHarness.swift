@@ -5,7 +5,7 @@ import Testing
 
 /// A real sandbox for one test: its own directory, loopback port, user prefix and UID
 /// range, driven through the real `desactl` binary. `destroy()` removes it all.
-final class SandboxHarness {
+final class SandboxHarness: @unchecked Sendable {
     let dir: String
     let port: Int
     let prefix: String
