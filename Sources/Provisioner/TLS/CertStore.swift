@@ -166,8 +166,10 @@ public enum CertStore {
         try CertRecord.order(Column("id")).fetchAll(db)
     }
 
-    static func ledger(_ db: Database) throws -> [LedgerEvent] {
-        try LedgerRow.fetchAll(db).compactMap(\.event)
+    /// The ledger's events; one dated after `now` (the clock was set back) counts as now,
+    /// or it would hold every order for as long as the clock was ahead.
+    static func ledger(_ db: Database, now: Date) throws -> [LedgerEvent] {
+        try LedgerRow.fetchAll(db).compactMap(\.event).map { $0.time > now ? LedgerEvent(time: now, kind: $0.kind) : $0 }
     }
 
     static func record(_ db: Database, _ events: [LedgerEvent]) throws {

@@ -173,7 +173,7 @@ extension Engine {
             let retryTenants = Dictionary(plan.retries.map { ("retry:" + $0.name, $0.tenantID) }, uniquingKeysWith: { a, _ in a })
             orders = orders.filter { wanted.contains($0.id) || only.contains(retryTenants[$0.id] ?? "") }
         }
-        let ledger = IssuanceLedger(history: try CertStore.ledger(db), budget: budget, suffixes: try PublicSuffixList.system())
+        let ledger = IssuanceLedger(history: try CertStore.ledger(db, now: now), budget: budget, suffixes: try PublicSuffixList.system())
         let scheduled = ledger.schedule(orders: orders, now: now)
         var wildcard: PlannedOrder?
         if config.tls.dns == .rfc2136 {
@@ -441,7 +441,7 @@ extension Engine {
         try requireTLS()
         let psl = try PublicSuffixList.system()
         return try store.queue.read { db in
-            let ledger = IssuanceLedger(history: try CertStore.ledger(db), budget: budget, suffixes: psl)
+            let ledger = IssuanceLedger(history: try CertStore.ledger(db, now: now()), budget: budget, suffixes: psl)
             let (plan, _) = try certPlan(db, only: nil, now: now())
             var planned: [String: Int] = [:]
             var domains = ledger.usage(now: now())
