@@ -55,8 +55,13 @@ struct GlobalOptions: ParsableArguments {
     }
 
     func engine(json: Bool = false) throws -> Engine {
-        try Engine(config: try loadConfig(), logger: logger(),
-                   progress: json ? SilentProgress() : TerminalProgress.forStderr())
+        let e = try Engine(config: try loadConfig(), logger: logger(),
+                           progress: json ? SilentProgress() : TerminalProgress.forStderr())
+        #if DEBUG
+        // Tests only: DESA_TEST_NOW moves the clock (renewals, retry backoff).
+        if let t = try TimeSource.testOverride() { e.time = t }
+        #endif
+        return e
     }
 }
 

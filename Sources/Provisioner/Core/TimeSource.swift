@@ -18,4 +18,27 @@ public struct TimeSource: Sendable {
 
     /// A deadline `seconds` from now.
     public func deadline(_ seconds: TimeInterval) -> Date { now().addingTimeInterval(seconds) }
+
+    #if DEBUG
+    /// Test hook, debug builds only: `DESA_TEST_NOW=2030-03-27T00:00:00Z` puts desactl's
+    /// clock at that instant (renewals due, backoff over). The clock stands still but for
+    /// sleeps, which really sleep and move it on as much: what is due is decided at exactly
+    /// that instant, and every wait still ends. nil when the variable is not set.
+    public static func testOverride() throws -> TimeSource? {
+        guard let text = ProcessInfo.processInfo.environment["DESA_TEST_NOW"], !text.isEmpty else { return nil }
+        guard let start = Timestamp.parse(text) else {
+            throw DesaError(.config, "DESA_TEST_NOW \(Quote.show(text)) is not a time like 2030-03-27T00:00:00Z")
+        }
+        final class Clock: @unchecked Sendable {
+            let lock = NSLock()
+            var now: Date
+            init(_ d: Date) { now = d }
+        }
+        let clock = Clock(start)
+        return TimeSource(now: { clock.lock.withLock { clock.now } }, sleep: { s in
+            TimeSource.system.sleep(s)
+            clock.lock.withLock { clock.now += max(0, s) }
+        })
+    }
+    #endif
 }

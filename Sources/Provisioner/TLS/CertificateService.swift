@@ -210,42 +210,63 @@ extension Engine {
         let byBundle = Dictionary(bundles.bundles.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let records = Dictionary(try store.queue.read { try CertStore.records($0) }.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
         let initial = report
-        let outcome = try blockingAwait { [self] () async throws -> CertReport in
-            var report = initial
-            try await ACMEClient.with(directoryURL: tls.directoryURL, trustRoots: tls.trustedRoots.isEmpty ? nil : tls.trustedRoots,
-                                      accountKeyPath: accountKeyPath, account: account) { client in
-                if plan.due.isEmpty && plan.wildcard == nil { return }
-                _ = try await client.account()
-                for s in plan.due {
-                    let o = s.order
-                    let members: [String]
-                    if o.purpose == .retry {
-                        let retry = bundles.retries.first { "retry:" + $0.name == o.id }
-                        members = retry.map { [$0.tenantID] } ?? []
-                    } else {
-                        members = byBundle[o.id]?.members ?? []
+        let outcome: CertReport
+        do {
+            outcome = try blockingAwait { [self] () async throws -> CertReport in
+                var report = initial
+                try await ACMEClient.with(directoryURL: tls.directoryURL, trustRoots: tls.trustedRoots.isEmpty ? nil : tls.trustedRoots,
+                                          accountKeyPath: accountKeyPath, account: account) { client in
+                    if plan.due.isEmpty && plan.wildcard == nil { return }
+                    _ = try await client.account()
+                    for s in plan.due {
+                        let o = s.order
+                        let members: [String]
+                        if o.purpose == .retry {
+                            let retry = bundles.retries.first { "retry:" + $0.name == o.id }
+                            members = retry.map { [$0.tenantID] } ?? []
+                        } else {
+                            members = byBundle[o.id]?.members ?? []
+                        }
+                        let id = o.purpose == .retry ? "n-" + (o.names.first ?? "") : o.id
+                        await self.order(client, id: id, names: o.names, members: members, purpose: o.purpose,
+                                         replaces: o.replacesWithARI ? records[o.id]?.ariCertID : nil,
+                                         challenges: challenges, dns01: nil, report: &report)
                     }
-                    let id = o.purpose == .retry ? "n-" + (o.names.first ?? "") : o.id
-                    await self.order(client, id: id, names: o.names, members: members, purpose: o.purpose,
-                                     replaces: o.replacesWithARI ? records[o.id]?.ariCertID : nil,
-                                     challenges: challenges, dns01: nil, report: &report)
-                }
-                if let w = plan.wildcard {
-                    guard let dns01 else {
-                        report.failed.append(("wildcard", "tls.dns = \"rfc2136\" but no DNS-01 responder could be made"))
-                        return
+                    if let w = plan.wildcard {
+                        guard let dns01 else {
+                            report.failed.append(("wildcard", "tls.dns = \"rfc2136\" but no DNS-01 responder could be made"))
+                            return
+                        }
+                        await self.order(client, id: "wildcard", names: w.names, members: [], purpose: w.purpose, replaces: nil,
+                                         challenges: challenges, dns01: dns01, report: &report)
                     }
-                    await self.order(client, id: "wildcard", names: w.names, members: [], purpose: w.purpose, replaces: nil,
-                                     challenges: challenges, dns01: dns01, report: &report)
                 }
+                return report
             }
-            return report
+        } catch {
+            noteOrdersNotPlaced(plan, retries: bundles.retries, members: byBundle.mapValues(\.members), error: error)
+            throw error
         }
         report = outcome
         try pruneRetriedNames()
         // HTTPS for every tenant whose certificate is now in place: one apply, one reload.
         report.change = try apply()
         return report
+    }
+
+    /// The CA could not be reached, or refused the account, so no order went out: each
+    /// certificate that was due says why (`cert list`), and the audit table has it.
+    func noteOrdersNotPlaced(_ plan: CertPlan, retries: [RetryOrder], members: [String: [String]], error: Error) {
+        let count = plan.due.count + (plan.wildcard == nil ? 0 : 1)
+        guard count > 0 else { return }
+        let reason = Applier.message(error), at = now()
+        for s in plan.due {
+            let retry = s.order.purpose == .retry ? retries.first { "retry:" + $0.name == s.order.id } : nil
+            let id = retry.map { "n-" + $0.name } ?? s.order.id
+            try? noteFailure(id, members: retry.map { [$0.tenantID] } ?? members[id] ?? [], reason: reason, at: at)
+        }
+        if let w = plan.wildcard { try? noteFailure(w.id, members: [], reason: reason, at: at) }
+        record(op: "cert-fail", target: config.tls.directoryURL, outcome: "failed", detail: "\(count) orders not placed: \(reason)")
     }
 
     var accountKeyPath: String {

@@ -24,7 +24,7 @@ struct CertCommand: ParsableCommand {
             try desactl.run {
                 let e = try global.engine(json: true)
                 let rows = try e.certList()
-                let now = Date()
+                let now = e.time.now()
                 if json { printJSON(.array(rows.map { $0.json(now: now) })); return }
                 var table: [[String]] = []
                 for r in rows {

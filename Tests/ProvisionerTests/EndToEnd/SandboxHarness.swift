@@ -16,19 +16,30 @@ final class SandboxHarness: @unchecked Sendable {
 
     /// The sandbox's own MariaDB port, when it has one (`mariadb: true`).
     private(set) var mariadbPort: Int?
+    /// The sandbox's own pebble (ACME at `port`, its management, DNS and DNS management
+    /// ports the three after it) and nginx's HTTPS port, when it has one.
+    let pebble: (port: Int, httpsPort: Int)?
 
-    init(_ name: String, regency: String = "32.04", domain: String = "bandungkab.go.id", mariadb: Bool = false) throws {
+    init(_ name: String, regency: String = "32.04", domain: String = "bandungkab.go.id", mariadb: Bool = false,
+         pebble: (port: Int, httpsPort: Int)? = nil) throws {
         let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
         dir = "/var/tmp/desa-e2e-\(name)-\(tag)"
         prefix = "de" + String((0..<5).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
-        port = Self.freePort()
+        self.pebble = pebble
+        let given = pebble.map { [$0.httpsPort] + Array($0.port...($0.port + 3)) } ?? []
+        var p = Self.freePort()
+        while given.contains(p) { p = Self.freePort() }
+        port = p
         uidBase = 400_000 + Int.random(in: 0..<500) * 1000
         var extra: [String] = []
         if mariadb {
             var p = Self.freePort()
-            while p == port { p = Self.freePort() }
+            while p == port || given.contains(p) { p = Self.freePort() }
             mariadbPort = p
             extra = ["--with-mariadb", "--mariadb-port", "\(p)"]
+        }
+        if let pebble {
+            extra += ["--with-pebble", "--pebble-port", "\(pebble.port)", "--https-port", "\(pebble.httpsPort)"]
         }
         let r = try runner.run([Support.desactl, "sandbox", "init", dir, "--http-port", "\(port)", "--regency", regency,
                                 "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"] + extra)
@@ -68,6 +79,30 @@ final class SandboxHarness: @unchecked Sendable {
     }
 
     func config() throws -> Config { try Config.load(path: configPath) }
+
+    /// `desactl` with its clock at `now` (DESA_TEST_NOW, a debug-build hook).
+    func desactl(now: Date, _ args: String...) throws -> ProcessResult {
+        try runner.run(["/usr/bin/env", "DESA_TEST_NOW=" + Timestamp.format(now), Support.desactl, "--config", configPath] + args)
+    }
+
+    /// Rewrites these keys of the sandbox's `[tls]` section in its file, leaving the rest
+    /// as written (encoding the whole Config would also write sections other suites register).
+    func setTLS(_ settings: [String: String]) throws {
+        var section = "", seen = Set<String>()
+        let lines = (AtomicFiles.read(configPath) ?? "").split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
+            if line.hasPrefix("[") { section = String(line) }
+            guard section == "[tls]", let eq = line.firstIndex(of: "=") else { return String(line) }
+            let key = line[..<eq].trimmingCharacters(in: .whitespaces)
+            guard let value = settings[key] else { return String(line) }
+            seen.insert(key)
+            return "\(key) = \(value)"
+        }
+        try #require(seen == Set(settings.keys), "desa.toml has no [tls] keys \(Set(settings.keys).subtracting(seen).sorted())")
+        try AtomicFiles.write([FileWrite(path: configPath, content: lines.joined(separator: "\n"), mode: 0o600)])
+    }
+
+    /// This run's pebble root (saved by `sandbox start`): what a browser would trust.
+    var pebbleRoot: String { dir + "/pebble/root.pem" }
 
     /// Runs SQL as the sandbox MariaDB's root (unix-socket authentication); tab-separated rows.
     func sql(_ statement: String) throws -> ProcessResult {
