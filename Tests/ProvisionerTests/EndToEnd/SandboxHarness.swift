@@ -45,6 +45,8 @@ final class SandboxHarness: @unchecked Sendable {
                                 "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"] + extra)
         try #require(r.ok, "sandbox init failed: \(r.message)")
         let s = try desactl("sandbox", "start")
+        // A sandbox that did not start is not left running for the next test to trip over.
+        if !s.ok { destroy() }
         try #require(s.ok, "sandbox start failed: \(s.message)")
     }
 
