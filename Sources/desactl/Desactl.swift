@@ -7,7 +7,7 @@ import Provisioner
 struct Desactl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "desactl",
-        abstract: "Host every village of a regency: tenants, nginx, PHP-FPM, users.",
+        abstract: "Host every village of a regency: tenants, nginx, PHP-FPM, users, HTTPS certificates, MariaDB databases, OpenSID.",
         usage: "desactl [--config PATH] <subcommand>",
         discussion: """
         The config comes from --config, else $DESA_CONFIG, else /etc/desa/desa.toml.
