@@ -67,7 +67,7 @@ public struct OpenSIDInstaller {
             throw DesaError.system("tenant \(t.slug) has no user")
         }
         let home = t.home(config), publicDir = home + "/public"
-        let homeDir = try DirHandle.open(config.webRoot).openDir(t.slug)
+        let homeDir = try DirHandle.openHome(home)
         let pub = try homeDir.openDir("public")
         // Only the starter page may be there: never unpack over a village's own site.
         let starter = try engine.renderer().starterPage(t0, aliases: view.aliases)
@@ -115,7 +115,7 @@ public struct OpenSIDInstaller {
         try desa.writeFile("app_key", content: "base64:" + Data(key).base64EncodedString(), mode: 0o600, uid: user.uid, gid: user.gid)
 
         // 4. OpenSID's first run, as the tenant, on loopback.
-        let tables = try seed(t, user: user, publicDir: publicDir, asTenant: asTenant, creds: creds)
+        let tables = try seed(t, publicDir: publicDir, asTenant: asTenant, creds: creds)
 
         // 5. The admin's password, then the front controller.
         let password = adminPassword ?? Self.newAdminPassword()
@@ -170,7 +170,7 @@ public struct OpenSIDInstaller {
 
     /// One request to `/` through PHP's built-in server, as the tenant: OpenSID creates its
     /// folders and fills the empty database. Returns the number of tables.
-    func seed(_ t: Tenant, user: SystemUser, publicDir: String, asTenant: [String], creds: DatabaseCredentials) throws -> Int {
+    func seed(_ t: Tenant, publicDir: String, asTenant: [String], creds: DatabaseCredentials) throws -> Int {
         let port = try Self.freeLoopbackPort()
         let php = "/usr/bin/php" + config.php.default
         let home = t.home(config)

@@ -234,22 +234,9 @@ public struct DatabaseCredentials: Sendable, Equatable {
 
     /// Reads a tenant's credentials file without following a link.
     public static func read(home: String) -> DatabaseCredentials? {
-        let parent = (home as NSString).deletingLastPathComponent, name = (home as NSString).lastPathComponent
-        guard let dir = try? DirHandle.open(parent).openDir(name),
+        guard let dir = try? DirHandle.openHome(home),
               let text = dir.readFile(DatabasesCapability.credentialsFile) else { return nil }
         return DatabaseCredentials(text: text)
-    }
-}
-
-extension SQL {
-    /// How `mysql.db` stores the database of a grant made with `grantDatabase`.
-    static func grantPattern(_ name: String) -> String {
-        var out = ""
-        for ch in name {
-            if ch == "\\" || ch == "_" || ch == "%" { out.append("\\") }
-            out.append(ch)
-        }
-        return out
     }
 }
 
@@ -281,8 +268,7 @@ struct SetDatabaseUser: CustomEffect {
         let m = context.config.mariadb
         let c = try MariaDBAdmin.connect(m)
         let grantDB = try SQL.grantDatabase(database)
-        let parent = (home as NSString).deletingLastPathComponent, slug = (home as NSString).lastPathComponent
-        let dir = try DirHandle.open(parent).openDir(slug)
+        let dir = try DirHandle.openHome(home)
         if newPassword {
             let password = DatabaseCredentials.newPassword()
             let file = DatabaseCredentials(user: user, password: password, database: database, address: m.address)
@@ -336,8 +322,7 @@ struct DropDatabase: CustomEffect {
             try c.execute(SQL("DROP USER IF EXISTS \(SQL.account(user, host))"))
         }
         if let home = credentialsIn {
-            let parent = (home as NSString).deletingLastPathComponent, slug = (home as NSString).lastPathComponent
-            if let dir = try? DirHandle.open(parent).openDir(slug) {
+            if let dir = try? DirHandle.openHome(home) {
                 dir.unlink(DatabasesCapability.credentialsFile)
                 dir.unlink(DatabasesCapability.stagedFile)
             }

@@ -139,6 +139,17 @@ public struct SQL: Sendable, Equatable {
         try identifier(grantPattern(name), limit: 128)
     }
 
+    /// The name with `\`, `_` and `%` escaped: how `mysql.db` stores the database of a grant
+    /// made with `grantDatabase`.
+    static func grantPattern(_ name: String) -> String {
+        var out = ""
+        for ch in name {
+            if ch == "\\" || ch == "_" || ch == "%" { out.append("\\") }
+            out.append(ch)
+        }
+        return out
+    }
+
     /// A string value in single quotes. Backslash, quote, NUL, newlines and ^Z are
     /// escaped, the set MariaDB's own `mysql_real_escape_string` escapes.
     public static func literal(_ value: String) -> String {

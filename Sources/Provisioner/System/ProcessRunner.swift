@@ -36,7 +36,7 @@ public struct SystemProcessRunner: ProcessRunning {
         }
         let pid: pid_t
         do {
-            pid = try spawn(argv, stdout: outPipe[1], stderr: errPipe[1])
+            pid = try Self.spawn(argv, stdout: outPipe[1], stderr: errPipe[1])
         } catch {
             for fd in outPipe + errPipe { close(fd) }
             throw error
@@ -66,10 +66,13 @@ public struct SystemProcessRunner: ProcessRunning {
         let fd = open(logFile, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw DesaError.system("cannot open \(logFile): \(errnoText())") }
         defer { close(fd) }
-        return wait(try spawn(argv, stdout: fd, stderr: fd))
+        return wait(try Self.spawn(argv, stdout: fd, stderr: fd))
     }
 
-    private func spawn(_ argv: [String], stdout: Int32, stderr: Int32) throws -> pid_t {
+    /// Starts `argv` (by absolute path) without waiting: stdin from /dev/null, these stdout and
+    /// stderr, no other descriptor of ours, default signals, a fixed environment, and `cwd`
+    /// as its working directory when given.
+    static func spawn(_ argv: [String], stdout: Int32, stderr: Int32, cwd: String? = nil) throws -> pid_t {
         guard let path = argv.first, path.hasPrefix("/") else {
             throw DesaError.system("programs are started by absolute path, got \(Quote.show(argv.first ?? ""))")
         }
@@ -79,6 +82,7 @@ public struct SystemProcessRunner: ProcessRunning {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, stdout, 1)
         posix_spawn_file_actions_adddup2(&actions, stderr, 2)
+        if let cwd { desa_spawn_chdir(&actions, cwd) }
         // Nothing else of ours goes to the child (descriptors without O_CLOEXEC included).
         desa_spawn_closefrom(&actions, 3)
         var attr = posix_spawnattr_t()

@@ -28,6 +28,12 @@ public final class DirHandle {
         return DirHandle(fd: fd, path: path)
     }
 
+    /// Opens a tenant's home (or another directory a tenant owns) whose parent is root's:
+    /// the parent by `open`, the last component without following a link.
+    public static func openHome(_ path: String) throws -> DirHandle {
+        try open((path as NSString).deletingLastPathComponent).openDir((path as NSString).lastPathComponent)
+    }
+
     static func checkName(_ name: String) throws {
         if name.isEmpty || name == "." || name == ".." || name.contains("/") || name.contains("\0") {
             throw DesaError.system("\(Quote.show(name)) is not a single file name")

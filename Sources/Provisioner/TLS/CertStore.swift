@@ -173,7 +173,7 @@ public enum CertStore {
     }
 
     static func record(_ db: Database, _ events: [LedgerEvent]) throws {
-        for e in events { var r = try LedgerRow(e); try r.insert(db) }
+        for e in events { try LedgerRow(e).insert(db) }
     }
 
     /// For each tenant, the valid certificates covering its names, the most specific
