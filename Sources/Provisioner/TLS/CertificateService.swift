@@ -200,7 +200,8 @@ extension Engine {
         try FileManager.default.createDirectory(atPath: config.certDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let held = try StateLock(path: config.certDir + "/.lock", timeout: 600)
         defer { withExtendedLifetime(held) {} }
-        try refreshRenewalInfo()
+        // A dry run asks the CA nothing and writes nothing (ARI windows are recorded).
+        if !dryRun { try refreshRenewalInfo() }
         let (plan, bundles) = try store.queue.read { db in try certPlan(db, only: only, now: now(), force: force) }
         var report = CertReport(plan: plan)
         if dryRun { return report }
