@@ -225,4 +225,34 @@ struct DatabaseTests {
         let text = (AtomicFiles.read(h.configPath) ?? "").replacingOccurrences(of: "prefix = \"desa_\"", with: "prefix = \"desa%\"")
         #expect(throws: DesaError.self) { try Config.parse(text, source: "hostile.toml") }
     }
+
+    @Test("a tenant that swaps its .my.cnf for a link to /etc/shadow: desa replaces the link, writes nothing through it, reveals nothing from it")
+    func hostileCredentialsLink() throws {
+        let h = try SandboxHarness("dblink", mariadb: true)
+        defer { h.destroy() }
+        try #require(try h.desactl("tenant", "create", "32.04.08.2001", "--name", "Cileunyi Kulon", "--district", "Cileunyi", "--with-db").ok)
+        let t = try #require(try databasesByTenant(h).first)
+        let user = h.prefix + t.code.filter(\.isNumber)
+        let home = h.dir + "/srv/\(t.slug)"
+        let shadow = try #require(FileManager.default.contents(atPath: "/etc/shadow"))
+        // The tenant, as itself, replaces its credentials file and plants the staged name too.
+        for name in [".my.cnf", ".my.cnf.desa-rotating"] {
+            let r = try h.runner.run(["/usr/sbin/runuser", "-u", user, "--", "/bin/ln", "-sfn", "/etc/shadow", home + "/" + name])
+            try #require(r.ok, "\(r.message)")
+        }
+        let reveal = try h.desactl("db", "show", t.slug, "--reveal")
+        #expect(!reveal.ok && !reveal.stdout.contains("root:"), "db show --reveal read through the link: \(reveal.stdout)")
+        let plan = try h.desactl("plan")
+        #expect(plan.stdout.contains("reset-db-password"), "\(plan.stdout)")
+        let rotated = try h.desactl("db", "rotate-password", t.slug)
+        #expect(rotated.ok, "\(rotated.stdout) \(rotated.stderr)")
+        #expect(FileManager.default.contents(atPath: "/etc/shadow") == shadow, "/etc/shadow changed")
+        var st = stat()
+        #expect(lstat(home + "/.my.cnf", &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_mode & 0o777 == 0o600,
+                "the link is still there, or the new file is not 0600")
+        #expect(lstat(home + "/.my.cnf.desa-rotating", &st) != 0, "the staged name is left behind")
+        let creds = try #require(DatabaseCredentials.read(home: home))
+        _ = try MariaDBConnection(address: try h.config().mariadb.address, user: creds.user, password: creds.password, database: t.db)
+        #expect(try h.desactl("plan").stdout.contains("Nothing to do"))
+    }
 }
