@@ -4,40 +4,43 @@ import Logging
 import Provisioner
 import ServiceLifecycle
 
-/// desa-agent: the long-running service host, a `ServiceGroup` of periodic services.
-/// Today one does work: the drift service compares the server with the state database
-/// and reports drift to the journal (see `DriftWatch`). The alive service tells systemd
-/// the agent lives (`sd_notify` WATCHDOG=1) and stops (STOPPING=1); the drift service
-/// says READY=1 after its first round and STATUS= after each. SIGTERM or SIGINT stops the
-/// agent at once, abandoning a round in progress (its thread dies with the process, and
-/// the kernel releases the state lock it held); the exit status is then 0.
+/// desa-agent: the long-running service host, a `ServiceGroup` of periodic services:
+/// health (every tenant's checks, recorded and journaled on change; READY=1 after the
+/// first sweep, STATUS= after each), renewal (certificates that are due, when `[tls]` is
+/// on), reconcile (repairs drift, when `health.repair_drift` says so), and alive
+/// (WATCHDOG=1, STOPPING=1). SIGTERM or SIGINT stops the agent at once, abandoning a sweep
+/// in progress (its threads die with the process, and the kernel releases the state lock
+/// a drift look held); the exit status is then 0.
 @main
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "desa-agent",
-        abstract: "Watch every tenant and report to the systemd journal.",
+        abstract: "Check every tenant's health, renew certificates, and report to the systemd journal.",
         discussion: """
-        Each round compares nginx vhosts, PHP-FPM pools, users and homes with the state \
-        database and writes a journal entry (DESA_OP=drift) for each tenant that drifted or \
-        came back in line. It never changes the server: `desactl apply` repairs.
+        Each sweep checks every tenant (HTTP and HTTPS through nginx, the PHP-FPM pool, the \
+        certificate, the database, drift) and the server (nginx and php-fpm masters, disk, \
+        the state database), records the result in the state database (desactl health) and \
+        writes a journal entry for each change of state (journalctl -x MESSAGE_ID=... or \
+        DESA_OP=health). Certificates that are due are renewed every health.renew_interval; \
+        drift is repaired only when health.repair_drift is on.
         """
     )
 
     @Option(help: ArgumentHelp("Config file (default: $DESA_CONFIG or /etc/desa/desa.toml).", valueName: "PATH"))
     var config: String?
 
-    @Option(help: "Seconds between drift rounds.")
-    var interval: Int = 300
+    @Option(help: ArgumentHelp("Seconds between sweeps (default: health.interval).", valueName: "SECONDS"))
+    var interval: Int?
 
-    @Option(help: ArgumentHelp("Seconds a round waits for the state lock (a desactl apply may hold it) before it fails; the next round tries again.",
+    @Option(help: ArgumentHelp("Seconds the drift look waits for the state lock (a desactl apply may hold it); past it, drift is skipped for that sweep.",
                                valueName: "SECONDS"))
     var lockTimeout: Double = 60
 
-    @Flag(help: "Run one round, print its summary and exit: 0 when converged, 3 when something drifted, 1 when the check failed.")
+    @Flag(help: "Run one sweep, record it, print its summary and exit: 0 when all is ok, 3 when something is degraded, 1 when something is down.")
     var once = false
 
     func validate() throws {
-        guard interval >= 1 else { throw ValidationError("--interval must be at least 1 second") }
+        if let interval, interval < 1 { throw ValidationError("--interval must be at least 1 second") }
         guard lockTimeout >= 0, lockTimeout.isFinite else { throw ValidationError("--lock-timeout must be 0 or more seconds") }
     }
 
@@ -47,25 +50,35 @@ struct AgentCommand: AsyncParsableCommand {
         // Under systemd stderr already goes to the journal, where every report is
         // written as a structured entry: say there only what has no entry of its own.
         logger.logLevel = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] == nil ? .notice : .critical
-        let drift: DriftRounds
+        let engine: Engine
         do {
-            let engine = try Engine(config: try Config.load(path: path), logger: logger, actor: "desa-agent")
-            drift = DriftRounds(watch: DriftWatch(engine: engine, lockTimeout: lockTimeout))
+            engine = try Engine(config: try Config.load(path: path), logger: logger, actor: "desa-agent")
         } catch {
             FileHandle.standardError.write(Data("desa-agent: error: \(Applier.message(error))\n".utf8))
             throw ExitCode(ExitStatus.of(error))
         }
+        let settings = engine.config.health
+        let health = HealthRounds(sweep: HealthSweep(engine: engine, lockTimeout: lockTimeout))
         if once {
-            let r = try await drift.round()
-            print(r?.summary ?? "check failed")
-            throw ExitCode(r.map { $0.drifted.isEmpty && $0.server.isEmpty ? ExitStatus.ok : ExitStatus.drifted } ?? ExitStatus.failed)
+            let r = try await health.round()
+            print(r.summary)
+            for t in r.tenants where t.state != .ok {
+                for o in t.outcomes where o.state != .ok { print("\(o.state.rawValue) \(t.slug) \(o.check.rawValue): \(o.reason)") }
+            }
+            for o in r.server where o.state != .ok { print("\(o.state.rawValue) server \(o.check.rawValue): \(o.reason)") }
+            let worst = max(r.tenants.map(\.state).max() ?? .ok, r.serverState)
+            throw ExitCode(worst == .down ? ExitStatus.failed : worst == .degraded ? ExitStatus.drifted : ExitStatus.ok)
         }
         let clock = ContinuousClock()
-        let services: [any Service] = [
-            Periodic("drift", every: .seconds(interval), clock: clock, drift.tick),
-            // Health, renewal and backup-age services join here, one line each.
-            Alive(watchdog: ServiceNotify.watchdog, clock: clock, logger: logger),  // last: first told to stop
-        ]
+        var services: [any Service] = [Periodic("health", every: .seconds(interval ?? settings.interval), clock: clock, health.tick)]
+        if engine.config.tls.enabled, settings.renewInterval > 0 {
+            services.append(Periodic("renewal", every: .seconds(settings.renewInterval), clock: clock, Renewals(engine: engine).tick))
+        }
+        if settings.repairDrift {
+            services.append(Periodic("reconcile", every: .seconds(interval ?? settings.interval), clock: clock, Reconcile(engine: engine).tick))
+        }
+        // Backup-age and quota services join here, one line each.
+        services.append(Alive(watchdog: ServiceNotify.watchdog, clock: clock, logger: logger))  // last: first told to stop
         var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // Every service stops at once; should one not, cancellation comes well inside systemd's stop timeout.
         group.maximumGracefulShutdownDuration = .seconds(3)

@@ -25,11 +25,11 @@ public final class MariaDBConnection {
     /// Connects as `user` (with `password`, or the server's unix-socket authentication
     /// when nil). Errors name the server and never the password.
     public init(address: MariaDBAddress, user: String, password: String?, database: String? = nil,
-                timeout: UInt32 = 5) throws {
+                timeout: UInt32 = 5, readTimeout: UInt32? = nil) throws {
         guard let h = mysql_init(nil) else { throw DesaError.system("MariaDB: out of memory") }
         var t = timeout
         mysql_options(h, MYSQL_OPT_CONNECT_TIMEOUT, &t)
-        var rw = max(timeout, 30)
+        var rw = readTimeout ?? max(timeout, 30)
         mysql_options(h, MYSQL_OPT_READ_TIMEOUT, &rw)
         mysql_options(h, MYSQL_OPT_WRITE_TIMEOUT, &rw)
         // Never read ~/.my.cnf or /etc/mysql: only what the config says.

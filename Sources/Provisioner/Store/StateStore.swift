@@ -78,6 +78,7 @@ public final class StateStore: @unchecked Sendable {
             }
         }
         CertStore.migrate(&m)
+        HealthStore.migrate(&m)
         return m
     }
 

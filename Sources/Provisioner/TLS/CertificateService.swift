@@ -480,7 +480,7 @@ extension Engine {
 
 /// Runs async work from synchronous code (desactl's commands) on a thread of its own and
 /// waits for it. Never call it from a Swift concurrency thread.
-func blockingAwait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+public func blockingAwait<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
     let done = DispatchSemaphore(value: 0)
     nonisolated(unsafe) var result: Result<T, Error>?
     Task.detached {

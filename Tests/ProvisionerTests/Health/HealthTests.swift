@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+@testable import Provisioner
+
+/// The health sweep against real nginx, php-fpm and journald: what it marks down, what
+/// it says in the journal (once per change), and what `desactl health` answers.
+@Suite("Health: sweeps of a real sandbox", .serialized)
+struct HealthTests {
+    static var agent: String { AgentTests.agent }
+
+    /// Appends `[health]` with these keys to the sandbox's config.
+    static func setHealth(_ h: SandboxHarness, _ keys: [String: String]) throws {
+        let text = (AtomicFiles.read(h.configPath) ?? "") + "\n[health]\n" + keys.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }.joined(separator: "\n") + "\n"
+        try AtomicFiles.write([FileWrite(path: h.configPath, content: text, mode: 0o600)])
+    }
+
+    static func healthJSON(_ h: SandboxHarness, _ args: String...) throws -> (status: Int32, json: [String: Any]) {
+        let r = try h.desactl(["health", "--json"] + args)
+        let j = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "health --json: \(r.message)")
+        return (r.status, j)
+    }
+
+    /// The failing checks of each tenant that is not ok, from `desactl health --json`.
+    static func failing(_ j: [String: Any]) -> [String: [String: (state: String, reason: String)]] {
+        var out: [String: [String: (state: String, reason: String)]] = [:]
+        for t in j["tenants"] as? [[String: Any]] ?? [] where t["state"] as? String != "ok" {
+            for c in t["checks"] as? [[String: Any]] ?? [] where c["state"] as? String != "ok" {
+                out[t["slug"] as! String, default: [:]][c["check"] as! String] = (c["state"] as! String, c["reason"] as! String)
+            }
+        }
+        return out
+    }
+
+    @Test("280 villages: a removed pool and a broken web root are exactly the two down, said once each, and recover once each")
+    func twoBrokenOf280() throws {
+        let h = try SandboxHarness("health")
+        defer { h.destroy() }
+        let imported = try h.desactl("tenant", "import", Support.bandung)
+        try #require(imported.ok, "\(imported.message)")
+        let config = try h.config()
+        let jdir = h.dir + "/journal"
+        func sweep() throws -> ProcessResult {
+            try h.runner.run([JournalTests.harness, jdir, "--", Self.agent, "--config", h.configPath, "--once"])
+        }
+        func entries(_ id: String) throws -> [[String: Any]] { try JournalTests().entries(jdir, "MESSAGE_ID=" + id) }
+
+        let clean = try sweep()
+        #expect(clean.status == 0, "\(clean.message)")
+        #expect(clean.stdout.hasPrefix("280 tenants: 280 ok, 0 degraded, 0 down\n"), "\(clean.stdout)")
+        #expect(try h.desactl("health").status == 0)
+
+        let tenants = try StateStore(path: config.databasePath).tenants()
+        try #require(tenants.count == 280)
+        let (pool, root) = (tenants[17], tenants[211])
+        // One tenant's pool removed by hand (php-fpm reloaded), another's web root closed.
+        let php = try #require(config.php.versions[pool.php])
+        try FileManager.default.removeItem(atPath: php.poolDir + "/" + pool.userName(prefix: config.userPrefix) + ".conf")
+        let master = try #require(Int32((AtomicFiles.read(php.pidFile) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(master, SIGUSR2)
+        let socket = try pool.phpSocket(config)
+        for _ in 0..<100 where FileManager.default.fileExists(atPath: socket) { Thread.sleep(forTimeInterval: 0.1) }
+        #expect(!FileManager.default.fileExists(atPath: socket), "php-fpm dropped the pool's socket")
+        chmod(root.home(config) + "/public", 0o000)
+
+        let broken = try sweep()
+        #expect(broken.status == 1, "down: exit 1; \(broken.message)")
+        #expect(broken.stdout.hasPrefix("280 tenants: 278 ok, 0 degraded, 2 down\n"), "\(broken.stdout)")
+        let (status, report) = try Self.healthJSON(h)
+        #expect(status == 1, "desactl health exits 1 while a tenant is down")
+        let failing = Self.failing(report)
+        #expect(Set(failing.keys) == [pool.slug, root.slug])
+        #expect(failing[pool.slug]?["php"]?.state == "down")
+        #expect(failing[pool.slug]?["php"]?.reason.hasPrefix("the pool does not answer") == true, "\(String(describing: failing[pool.slug]))")
+        #expect(failing[pool.slug]?["http"] == nil, "its static page still answers")
+        #expect(failing[root.slug]?["http"]?.state == "down")
+        #expect(failing[root.slug]?["http"]?.reason.hasPrefix("HTTP 403") == true, "\(String(describing: failing[root.slug]))")
+        #expect(failing[pool.slug]?["drift"]?.state == "degraded" && failing[root.slug]?["drift"]?.state == "degraded",
+                "both are drift from the state database too")
+        #expect(failing[pool.slug]?["drift"]?.reason.contains("desactl apply would:") == true)
+
+        // Exactly one entry per change, found by MESSAGE_ID, with the fields.
+        let down = try entries(HealthMessageID.down)
+        #expect(down.count == 2, "\(down.map { $0["MESSAGE"] ?? "" })")
+        let phpDown = try #require(down.first { $0["DESA_SLUG"] as? String == pool.slug })
+        #expect(phpDown["DESA_TENANT"] as? String == pool.code)
+        #expect(phpDown["DESA_CHECK"] as? String == "php")
+        #expect(phpDown["DESA_STATE"] as? String == "down")
+        #expect(phpDown["DESA_PREVIOUS_STATE"] as? String == "ok")
+        #expect((phpDown["DESA_REASON"] as? String)?.hasPrefix("the pool does not answer") == true)
+        #expect(phpDown["PRIORITY"] as? String == "3")
+        #expect(down.contains { $0["DESA_SLUG"] as? String == root.slug && $0["DESA_CHECK"] as? String == "http" })
+        let degraded = try entries(HealthMessageID.degraded)
+        #expect(degraded.count == 2 && degraded.allSatisfy { $0["DESA_CHECK"] as? String == "drift" && $0["PRIORITY"] as? String == "4" })
+
+        // An unchanged state is not said again.
+        #expect(try sweep().status == 1)
+        #expect(try entries(HealthMessageID.down).count == 2)
+        #expect(try entries(HealthMessageID.degraded).count == 2)
+
+        // Repaired: one recovery each, and health exits 0.
+        chmod(root.home(config) + "/public", 0o750)
+        let applied = try h.desactl("apply")
+        #expect(applied.ok, "\(applied.message)")
+        let repaired = try sweep()
+        #expect(repaired.status == 0, "\(repaired.stdout)")
+        let recovered = try entries(HealthMessageID.recovered)
+        let pairs = recovered.map { "\($0["DESA_SLUG"] as? String ?? "?")/\($0["DESA_CHECK"] as? String ?? "?")" }.sorted()
+        #expect(pairs == ["\(pool.slug)/drift", "\(pool.slug)/php", "\(root.slug)/drift", "\(root.slug)/http"].sorted())
+        #expect(recovered.allSatisfy { $0["PRIORITY"] as? String == "5" })
+        #expect(try entries(HealthMessageID.down).count == 2)
+        let after = try h.desactl("health")
+        #expect(after.status == 0, "\(after.stdout)")
+        #expect(after.stdout.contains("280 tenants: 280 ok, 0 degraded, 0 down"))
+
+        // One tenant's view: its checks, and its changes (from the journal, or the record).
+        let one = try h.desactl("health", pool.slug)
+        #expect(one.status == 0)
+        #expect(one.stdout.contains("php") && one.stdout.contains("http") && one.stdout.contains("drift"))
+    }
+
+    @Test("a tenant whose PHP sleeps past the timeout is down after the timeout and delays nobody")
+    func slowPHP() throws {
+        let h = try SandboxHarness("health-slow")
+        defer { h.destroy() }
+        let imported = try h.desactl("tenant", "import", try h.bandungSubset(20))
+        try #require(imported.ok, "\(imported.message)")
+        try Self.setHealth(h, ["timeout": "2"])
+        let config = try h.config()
+        let tenants = try StateStore(path: config.databasePath).tenants()
+        let slow = tenants[5]
+        let index = slow.home(config) + "/public/index.php"
+        try "<?php sleep(30); echo 'late';\n".write(toFile: index, atomically: false, encoding: .utf8)
+        chmod(index, 0o644)
+
+        let start = ContinuousClock.now
+        let r = try h.runner.run([Self.agent, "--config", h.configPath, "--once"])
+        let took = ContinuousClock.now - start
+        #expect(r.status == 1, "\(r.message)")
+        #expect(r.stdout.hasPrefix("20 tenants: 19 ok, 0 degraded, 1 down\n"), "\(r.stdout)")
+        #expect(r.stdout.contains("down \(slow.slug) http: no answer within 2 s"), "\(r.stdout)")
+        #expect(took < .seconds(8), "the sweep took \(took): a 30 s page must cost the timeout, not more")
+        let (_, report) = try Self.healthJSON(h)
+        let seconds = try #require((report["sweep"] as? [String: Any])?["seconds"] as? Double)
+        #expect(seconds < 2 + 2.5, "the sweep itself took \(seconds) s with a 2 s timeout")
+        #expect(Set(Self.failing(report).keys) == [slow.slug])
+    }
+}
