@@ -32,8 +32,10 @@ extension ConfigSection {
 /// thread; `register` is meant for start-up (and tests).
 public enum ConfigSections {
     private static let lock = NSLock()
-    /// The sections of the built-in capabilities (`Capability.settings`).
-    nonisolated(unsafe) private static var types: [any ConfigSection.Type] = Capabilities.builtIn.flatMap { $0.settings }
+    /// The sections of the built-in capabilities (`Capability.settings`), then the agent's.
+    nonisolated(unsafe) private static var types: [any ConfigSection.Type] = Capabilities.builtIn.flatMap { $0.settings } + agentSections
+    /// The agent's own sections, which belong to no capability.
+    static let agentSections: [any ConfigSection.Type] = [MetricsSettings.self]
 
     public static var registered: [any ConfigSection.Type] {
         get { lock.withLock { types } }
