@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOPosix
 import Provisioner
 import ServiceLifecycle
 
@@ -58,7 +59,9 @@ struct AgentCommand: AsyncParsableCommand {
             throw ExitCode(ExitStatus.of(error))
         }
         let settings = engine.config.health
-        let health = HealthRounds(sweep: HealthSweep(engine: engine, lockTimeout: lockTimeout))
+        // Metrics only when `[metrics] listen` says where (off by default).
+        let metrics = engine.config.metrics.listen.isEmpty ? nil : AgentMetrics()
+        let health = HealthRounds(sweep: HealthSweep(engine: engine, lockTimeout: lockTimeout)) { metrics?.record($0) }
         if once {
             let r = try await health.round()
             print(r.summary)
@@ -76,6 +79,10 @@ struct AgentCommand: AsyncParsableCommand {
         }
         if settings.repairDrift {
             services.append(Periodic("reconcile", every: .seconds(interval ?? settings.interval), clock: clock, Reconcile(engine: engine).tick))
+        }
+        if let metrics {
+            let server = try MetricsServer(listen: engine.config.metrics.listen, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton)
+            services.append(MetricsService(server: server, logger: logger))
         }
         // Backup-age and quota services join here, one line each.
         services.append(Alive(watchdog: ServiceNotify.watchdog, clock: clock, logger: logger))  // last: first told to stop
