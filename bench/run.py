@@ -7,6 +7,10 @@
                         mariadb client and a shell loop (baseline-db.sh), same run.
   bench/run.py scale    10,000 synthetic tenants: converged plan, tenant list --json,
                         one nginx reload, desactl's memory; with same-run baselines.
+  bench/run.py health [N]  a full health sweep of N (5,000) synthetic tenants served by the
+                        sandbox's nginx and php-fpm (`desa-agent --once`: HTTP, the pool's ping,
+                        drift, the server): wall time and the agent's peak memory, against a
+                        sequential curl loop over the same tenants' HTTP only, same run.
   bench/run.py https [N]  HTTPS for the 280 villages against pebble (PEBBLE_VA_NOSLEEP=1), same
                         run: desa's `cert issue --all` (pebble rejecting 5% of nonces, then
                         again at 0%); certbot once per village, as the panels do (N: time only
@@ -220,6 +224,56 @@ def bench_scale(n=10000):
           f"process start alone {startup['median_s'] * 1000:.0f} ms); target < 100 ms")
     print(f"one nginx reload with {n} server blocks: {reload_s:.2f} s, {nginx_rss} MB per nginx process")
     save("scale", res)
+
+
+def bench_health(n=5000, sweeps=3):
+    agent = os.path.join(os.path.dirname(DESACTL), "desa-agent")
+    csv = f"/var/tmp/desa-bench-synth-{n}.csv"
+    run([sys.executable, os.path.join(ROOT, "bench", "synth.py"), str(n), csv])
+    sb = Sandbox("health", 18484, "bnh", 720000, extra_toml='tenant_error_logs = "shared"')
+    try:
+        dt, _, out = sb.desactl("tenant", "import", csv, "--json")
+        print(f"import of {n} synthetic tenants: {dt:.1f} s")
+        tenants = json.loads(sb.desactl("tenant", "list", "--json")[2])
+        hosts = [t["domain"] for t in tenants]
+        assert len(hosts) == n, len(hosts)
+        once = [agent, "--config", sb.env["DESA_CONFIG"], "--once"]
+        # The first sweep records every tenant's first state; the timed ones are the agent's steady state.
+        first = subprocess.run(once, capture_output=True, text=True)
+        assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+        summary = first.stdout.splitlines()[0]
+        assert summary == f"{n} tenants: {n} ok, 0 degraded, 0 down", summary
+        walls = []
+        for _ in range(sweeps):
+            t = time.perf_counter()
+            p = subprocess.run(once, capture_output=True, text=True)
+            walls.append(time.perf_counter() - t)
+            assert p.returncode == 0, p.stdout[-2000:]
+        rss = rss_of(once)
+        # What an operator does today: one curl per village, one after another.
+        t = time.perf_counter()
+        codes = {}
+        for h in hosts:
+            c = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5", "-H", f"Host: {h}",
+                                f"http://127.0.0.1:{sb.port}/"], capture_output=True, text=True).stdout
+            codes[c] = codes.get(c, 0) + 1
+        curl_s = time.perf_counter() - t
+        assert codes == {"200": n}, codes
+    finally:
+        sb.destroy()
+    sweep_s = statistics.median(walls)
+    res = {
+        "tenants": n,
+        "sweep": {"median_s": round(sweep_s, 3), "min_s": round(min(walls), 3), "runs": sweeps, "max_rss_mb": round(rss, 1),
+                  "checks": "http, php-fpm ping, certificate (off), drift (a full plan), nginx/php-fpm masters, disk, state db"},
+        "baseline_curl_loop": {"wall_s": round(curl_s, 2), "checks": "http only", "status_codes": codes},
+        "ratios": {"curl_loop_vs_sweep": round(curl_s / sweep_s, 1)},
+        "targets": {"speedup_at_least": 20, "sweep_s_under": 10, "rss_mb_under": 60},
+    }
+    print(f"health sweep of {n} tenants: median {sweep_s:.2f} s (min {min(walls):.2f}), {rss:.1f} MB peak; "
+          f"sequential curl loop (HTTP only): {curl_s:.1f} s -> {res['ratios']['curl_loop_vs_sweep']}x; "
+          f"targets >= 20x, < 10 s, < 60 MB")
+    save("health", res)
 
 
 OPENSID = os.environ.get("DESA_OPENSID_TARBALL", "/work/shared/apps/opensid-v2410.0.0.tar.gz")
@@ -481,5 +535,7 @@ if __name__ == "__main__":
         bench_db()
     if which in ("scale", "all"):
         bench_scale(int(sys.argv[2]) if len(sys.argv) > 2 and which == "scale" else 10000)
+    if which in ("health", "all"):
+        bench_health(int(sys.argv[2]) if len(sys.argv) > 2 and which == "health" else 5000)
     if which in ("https", "all"):
         bench_https(int(sys.argv[2]) if len(sys.argv) > 2 and which == "https" else None)

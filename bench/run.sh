@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds desactl in release mode and runs the benchmarks: bench/run.sh [import|scale|https|all]
+# Builds desactl in release mode and runs the benchmarks: bench/run.sh [import|db|scale|health|https|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -7,4 +7,5 @@ command -v sqlite3 >/dev/null && [ -x /usr/bin/time ] || apt-get install -y -qq 
 # bench/run.py https: the test CA and the per-site client the panels use.
 [ -x /usr/bin/pebble ] && command -v certbot openssl >/dev/null || apt-get install -y -qq pebble certbot openssl >/dev/null
 swift build -c release --product desactl
+swift build -c release --product desa-agent
 exec python3 bench/run.py "${@:-all}"
