@@ -30,6 +30,8 @@ struct AgentTests {
         let vhost = c.nginx.sitesDir + "/cileunyi-kulon.conf"
         try FileManager.default.removeItem(atPath: vhost)
         #expect(chmod(h.dir + "/srv/cileunyi-wetan", 0o755) == 0)
+        // As a hand's `nginx -s reload` would: the village is no longer served.
+        try Self.reloadNginx(c)
 
         let jdir = h.dir + "/journal"
         let drifted = try h.runner.run([JournalTests.harness, jdir, "--"] + once)
@@ -72,12 +74,20 @@ struct AgentTests {
         #expect(throws: Never.self) { _ = try StateLock(path: try h.config().lockPath, timeout: 3) }
 
         try FileManager.default.removeItem(atPath: try h.config().nginx.sitesDir + "/cileunyi-wetan.conf")
+        try Self.reloadNginx(try h.config())
         let status = sock.receive(until: { $0.contains("STATUS=2 tenants: 1 ok, 0 degraded, 1 down") })
         #expect(status != nil, "the next sweep did not report the missing vhost")
 
         p.signal(SIGTERM)
         #expect(sock.receive(until: { $0.contains("STOPPING=1") }) != nil)
         #expect(p.wait(5) == 0)
+    }
+
+    /// SIGHUP to the sandbox's nginx, then a moment for its new workers.
+    static func reloadNginx(_ c: Config) throws {
+        let pid = try #require(Int32(Support.read(c.nginx.pidFile).trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(pid, SIGHUP)
+        Thread.sleep(forTimeInterval: 0.5)
     }
 
     /// The agent as a service on `socket`, every second; the caller stops it.

@@ -89,17 +89,20 @@ final class SandboxHarness: @unchecked Sendable {
 
     /// Rewrites these keys of the sandbox's `[tls]` section in its file, leaving the rest
     /// as written (encoding the whole Config would also write sections other suites register).
-    func setTLS(_ settings: [String: String]) throws {
+    func setTLS(_ settings: [String: String]) throws { try set("tls", settings) }
+
+    /// Rewrites these keys of the sandbox's `[name]` section in its file (see `setTLS`).
+    func set(_ name: String, _ settings: [String: String]) throws {
         var section = "", seen = Set<String>()
         let lines = (AtomicFiles.read(configPath) ?? "").split(separator: "\n", omittingEmptySubsequences: false).map { line -> String in
             if line.hasPrefix("[") { section = String(line) }
-            guard section == "[tls]", let eq = line.firstIndex(of: "=") else { return String(line) }
+            guard section == "[\(name)]", let eq = line.firstIndex(of: "=") else { return String(line) }
             let key = line[..<eq].trimmingCharacters(in: .whitespaces)
             guard let value = settings[key] else { return String(line) }
             seen.insert(key)
             return "\(key) = \(value)"
         }
-        try #require(seen == Set(settings.keys), "desa.toml has no [tls] keys \(Set(settings.keys).subtracting(seen).sorted())")
+        try #require(seen == Set(settings.keys), "desa.toml has no [\(name)] keys \(Set(settings.keys).subtracting(seen).sorted())")
         try AtomicFiles.write([FileWrite(path: configPath, content: lines.joined(separator: "\n"), mode: 0o600)])
     }
 
