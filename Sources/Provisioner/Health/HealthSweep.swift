@@ -40,7 +40,7 @@ public final class HealthSweep: Sendable {
         var aliases: [String: [String]]
         var databases: Set<String>
         var certificates: [CertRecord]
-        /// Certificate files that exist (the chain path of each record).
+        /// Certificate files that exist (each record's chain and key).
         var present: Set<String>
         var now: Date
     }
@@ -288,7 +288,7 @@ public final class HealthSweep: Sendable {
              Set(try TenantDatabase.byCode(db).values.filter { $0.desired == .present }.map(\.code)),
              try CertStore.records(db))
         }
-        let present = Set(certs.filter(\.hasCertificate).map { $0.chainPath(engine.config) }.filter {
+        let present = Set(certs.filter(\.hasCertificate).flatMap { [$0.chainPath(engine.config), $0.keyPath(engine.config)] }.filter {
             FileManager.default.fileExists(atPath: $0)
         })
         return Snapshot(tenants: tenants, aliases: aliases, databases: databases, certificates: certs, present: present, now: now)

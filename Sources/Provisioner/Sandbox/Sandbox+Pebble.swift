@@ -29,12 +29,13 @@ public enum SandboxPebble {
         return Ports(acme: p)
     }
 
-    /// The settings `init` writes: the sandbox's CA, trusted for its own HTTPS.
+    /// The settings `init` writes: the sandbox's CA, trusted for its own HTTPS, and its
+    /// root (saved by each `start`), trusted for the chains nginx serves (the agent's HTTPS check).
     static func configure(_ c: inout Config, httpsPort: Int, acmePort: Int) {
         c.tls.enabled = true
         c.tls.directory = "https://127.0.0.1:\(acmePort)/dir"
         c.tls.contact = "hostmaster@" + c.domain
-        c.tls.trustedRoots = [listenerCertificate(c)]
+        c.tls.trustedRoots = [listenerCertificate(c), rootCertificate(c)]
         c.tls.listen = "127.0.0.1:\(httpsPort)"
     }
 

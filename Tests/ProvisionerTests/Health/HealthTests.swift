@@ -139,4 +139,102 @@ struct HealthTests {
         #expect(seconds < 2 + 2.5, "the sweep itself took \(seconds) s with a 2 s timeout")
         #expect(Set(Self.failing(report).keys) == [slow.slug])
     }
+
+    static func tenantChecks(_ j: [String: Any], _ slug: String) -> [String: (state: String, reason: String)] {
+        let t = (j["tenants"] as? [[String: Any]] ?? []).first { $0["slug"] as? String == slug } ?? [:]
+        var out: [String: (state: String, reason: String)] = [:]
+        for c in t["checks"] as? [[String: Any]] ?? [] { out[c["check"] as! String] = (c["state"] as! String, c["reason"] as! String) }
+        return out
+    }
+
+    @Test("HTTPS through the test CA: verified with SNI, days left counted; near expiry degraded, expired down (clock moved)")
+    func https() throws {
+        let h = try SandboxHarness("health-https", pebble: (port: 24180, httpsPort: 24190))
+        defer { h.destroy() }
+        let imported = try h.desactl("tenant", "import", try h.bandungSubset(3))
+        try #require(imported.ok, "\(imported.message)")
+        let issued = try h.desactl("cert", "issue", "--all")
+        try #require(issued.ok, "\(issued.message)")
+        let (status, j) = try Self.healthJSON(h, "--now")
+        #expect(status == 0, "\(j)")
+        let slug = try #require((j["tenants"] as? [[String: Any]])?.first?["slug"] as? String)
+        let checks = Self.tenantChecks(j, slug)
+        #expect(checks["https"]?.state == "ok", "\(checks)")
+        #expect(checks["http"]?.state == "ok", "HTTP answers 301 to HTTPS, as it should: \(checks)")
+        #expect(checks["certificate"]?.state == "ok", "\(checks)")
+
+        // The certificate's end, from the state database.
+        let store = try StateStore(path: try h.config().databasePath)
+        let notAfter = try #require(try store.queue.read { try CertStore.records($0) }.compactMap(\.notAfter).min())
+        let soon = try h.desactl(now: notAfter.addingTimeInterval(-5 * 86_400), "health", "--now", "--json")
+        let soonChecks = Self.tenantChecks(try #require(try JSONSerialization.jsonObject(with: Data(soon.stdout.utf8)) as? [String: Any]), slug)
+        #expect(soon.status == 0, "degraded is not down")
+        #expect(soonChecks["certificate"]?.state == "degraded")
+        #expect(soonChecks["certificate"]?.reason.contains("5.0 days left") == true, "\(String(describing: soonChecks["certificate"]))")
+        let late = try h.desactl(now: notAfter.addingTimeInterval(86_400), "health", "--now", "--json")
+        let lateChecks = Self.tenantChecks(try #require(try JSONSerialization.jsonObject(with: Data(late.stdout.utf8)) as? [String: Any]), slug)
+        #expect(late.status == 1, "an expired certificate is down")
+        #expect(lateChecks["certificate"]?.state == "down")
+        #expect(lateChecks["certificate"]?.reason.contains("expired") == true, "\(String(describing: lateChecks["certificate"]))")
+
+        // A served chain the configured roots do not trust is down, with the reason.
+        try h.setTLS(["trusted_roots": "[]"])
+        let (untrusted, u) = try Self.healthJSON(h, "--now")
+        #expect(untrusted == 1)
+        let httpsCheck = Self.tenantChecks(u, slug)["https"]
+        #expect(httpsCheck?.state == "down" && httpsCheck?.reason.hasPrefix("TLS") == true, "\(String(describing: httpsCheck))")
+    }
+
+    @Test("a tenant's database: its user signs in; a password changed behind its back is down, and the reason holds no password")
+    func database() throws {
+        let h = try SandboxHarness("health-db", mariadb: true)
+        defer { h.destroy() }
+        try #require(try h.desactl("tenant", "create", "32.04.08.2001", "--name", "Cileunyi Kulon", "--district", "Cileunyi", "--with-db").ok)
+        let (status, j) = try Self.healthJSON(h, "--now")
+        #expect(status == 0)
+        #expect(Self.tenantChecks(j, "cileunyi-kulon")["database"]?.state == "ok", "\(j)")
+
+        let changed = "Zz" + String(UInt64.random(in: 1 << 40 ..< 1 << 50))
+        for host in ["localhost", "127.0.0.1"] {
+            #expect(try h.sql("ALTER USER 'desa_3204082001'@'\(host)' IDENTIFIED BY '\(changed)'").ok)
+        }
+        let down = try h.desactl("health", "--now", "--json")
+        let db = Self.tenantChecks(try #require(try JSONSerialization.jsonObject(with: Data(down.stdout.utf8)) as? [String: Any]), "cileunyi-kulon")["database"]
+        #expect(down.status == 1)
+        #expect(db?.state == "down")
+        #expect(db?.reason.contains("Access denied") == true, "\(String(describing: db))")
+        let password = try #require(DatabaseCredentials.read(home: h.dir + "/srv/cileunyi-kulon")?.password)
+        #expect(!down.stdout.contains(password) && !down.stdout.contains(changed))
+        // rotate-password writes new credentials: ok again.
+        #expect(try h.desactl("db", "rotate-password", "cileunyi-kulon").ok)
+        let (again, a) = try Self.healthJSON(h, "--now")
+        #expect(again == 0 && Self.tenantChecks(a, "cileunyi-kulon")["database"]?.state == "ok")
+    }
+
+    @Test("the agent serves Prometheus metrics on loopback when asked: tenants by state, sweep, check durations")
+    func metrics() throws {
+        let h = try SandboxHarness("health-metrics")
+        defer { h.destroy() }
+        try #require(try h.desactl("tenant", "import", try h.bandungSubset(4)).ok)
+        let port = SandboxHarness.freePort()
+        try h.set("metrics", ["listen": "\"127.0.0.1:\(port)\""])
+        let sock = try NotifySocket(path: h.dir + "/notify.sock")
+        defer { sock.close() }
+        let p = try Spawned([Self.agent, "--config", h.configPath, "--interval", "1"],
+                            environment: ["NOTIFY_SOCKET": h.dir + "/notify.sock", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])
+        defer { p.stop() }
+        try #require(sock.receive(until: { $0.contains("READY=1") }) != nil)
+        let r = try h.runner.run(["/usr/bin/curl", "-sS", "http://127.0.0.1:\(port)/metrics"])
+        try #require(r.ok, "\(r.message)")
+        let lines = r.stdout.split(separator: "\n").filter { !$0.hasPrefix("#") }
+        func value(_ series: String) -> Double? {
+            lines.first { $0.hasPrefix(series + " ") }.flatMap { Double($0.dropFirst(series.count + 1)) }
+        }
+        #expect(value("desa_tenants{state=\"ok\"}") == 4, "\(r.stdout)")
+        #expect(value("desa_tenants{state=\"down\"}") == 0)
+        #expect(lines.contains { $0.hasPrefix("desa_check_duration_seconds_count{check=\"http\"}") })
+        #expect(lines.contains { $0.hasPrefix("desa_sweep_duration_seconds ") })
+        p.signal(SIGTERM)
+        #expect(p.wait(5) == 0)
+    }
 }
