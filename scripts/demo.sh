@@ -23,7 +23,10 @@ time "$bin" tenant import Tests/ProvisionerTests/Fixtures/villages-3204-bandung.
 time "$bin" cert issue --all
 "$bin" db create cileunyi-kulon
 "$bin" sandbox status
+# One health sweep, as desa-agent makes every minute (HTTP, HTTPS, PHP-FPM, certificate,
+# database, drift; the server), recorded for desactl health: it exits 1 if anything is down.
 "$bindir/desa-agent" --once
+"$bin" health --problems
 # Each village's home page over HTTPS, checked against the test CA's root, in one curl run.
 root=$dir/pebble/root.pem
 cfg=$(mktemp)
@@ -48,6 +51,7 @@ All 280 villages of Kabupaten Bandung are served on 127.0.0.1:$port and, over HT
   $bin tenant list
   $bin tenant show mekarsari-pacet
   $bin plan
+  $bin health --now              (every village, worst first; $bin health cileunyi-kulon for one)
   $bin cert list
   $bin cert budget
   $bin db show cileunyi-kulon
