@@ -54,11 +54,12 @@ final class ContainerHarness: @unchecked Sendable {
     }()
 
     /// The condition of the suites that boot a container; prints why not when they are skipped.
-    static var canBoot: Bool {
+    static var canBoot: Bool { said }
+    private static let said: Bool = {
         guard let why = prepared else { return true }
         FileHandle.standardError.write(Data("SKIPPED (no container with systemd as PID 1): \(why)\n".utf8))
         return false
-    }
+    }()
 
     /// Builds `rootfs` unless it is there: debootstrap into `<rootfs>.partial-<pid>`, then
     /// a rename. Partial trees of processes that died are removed first.

@@ -121,7 +121,9 @@ struct SystemdAgentTests {
             mounts.map { $0.split(separator: " ") }.last { $0.count > 5 && $0[4] == mountPoint }.map { String($0[5]) }
         }
         #expect(options("/")?.hasPrefix("ro") == true, "/ is \(options("/") ?? "not mounted")")
-        #expect(options("/var/lib/desa")?.hasPrefix("rw") == true, "/var/lib/desa is \(options("/var/lib/desa") ?? "not mounted")")
+        for dir in ["/var/lib/desa", "/var/log/desa", "/run/desa"] {
+            #expect(options(dir)?.hasPrefix("rw") == true, "\(dir) is \(options(dir) ?? "not mounted")")
+        }
         #expect(options("/tmp") != nil)
         // The agent's state database and lock exist, made by the agent itself.
         #expect(FileManager.default.fileExists(atPath: h.root + "/var/lib/desa/state.sqlite"))
@@ -253,6 +255,10 @@ struct SystemdAgentTests {
     @Test("journalctl -x shows the catalog text for a health MESSAGE_ID",
           .disabled("TODO(issue 10): the agent writes no health entries yet, and systemd/desa.catalog is not on this branch; install it to /usr/lib/systemd/catalog/, journalctl --update-catalog, let the agent log a tenant going down, and look for the catalog text in journalctl -x"))
     func catalogText() throws {}
+
+    @Test("with health.repair_drift the agent under its unit repairs a removed vhost and reloads nginx",
+          .disabled("TODO(issue 10): the agent on this branch only reports drift; when health.repair_drift lands, write it into /etc/desa/desa.toml here, remove a vhost, and expect it back with a reload job of nginx.service and no EROFS in the journal (the unit's ReadWritePaths= are meant for this)"))
+    func repairsUnderItsUnit() throws {}
 
     @Test("desactl in production reloads nginx and php8.2-fpm through systemctl, never restarts them; the villages answer")
     func desactlReloadsThroughSystemd() throws {
