@@ -62,10 +62,17 @@ final class ContainerHarness: @unchecked Sendable {
     }()
 
     /// Builds `rootfs` unless it is there: debootstrap into `<rootfs>.partial-<pid>`, then
-    /// a rename. Partial trees of processes that died are removed first.
+    /// a rename. Partial trees of processes that died are removed first. A tree built from
+    /// another package list (its stamp, /etc/desa-test-rootfs, differs) is built again.
     static func buildRootfs() throws {
         let fm = FileManager.default
-        if fm.fileExists(atPath: rootfs + "/usr/lib/systemd/systemd") { return }
+        let stamp = "/etc/desa-test-rootfs"
+        let wanted = "bookworm minbase " + packages.joined(separator: " ") + "\n"
+        if fm.fileExists(atPath: rootfs + "/usr/lib/systemd/systemd") {
+            if AtomicFiles.read(rootfs + stamp) == wanted { return }
+            // Built from another package list: build it again.
+            _ = try? runner.run(["/bin/rm", "-rf", "--one-file-system", rootfs])
+        }
         let parent = (rootfs as NSString).deletingLastPathComponent, base = (rootfs as NSString).lastPathComponent
         try fm.createDirectory(atPath: parent, withIntermediateDirectories: true)
         for name in (try? fm.contentsOfDirectory(atPath: parent)) ?? [] where name.hasPrefix(base + ".partial-") {
@@ -89,7 +96,14 @@ final class ContainerHarness: @unchecked Sendable {
         }
         // The downloaded packages are not needed in the image.
         _ = try? runner.run(["/usr/bin/find", partial + "/var/cache/apt/archives", "-name", "*.deb", "-delete"])
-        guard rename(partial, rootfs) == 0 else { throw DesaError.system("cannot rename \(partial) to \(rootfs): \(errnoText())") }
+        try AtomicFiles.write([FileWrite(path: partial + stamp, content: wanted, mode: 0o644)])
+        guard rename(partial, rootfs) == 0 else {
+            let why = errnoText()
+            _ = try? runner.run(["/bin/rm", "-rf", "--one-file-system", partial])
+            // Another test process finished its build first: use that one.
+            if AtomicFiles.read(rootfs + stamp) == wanted { return }
+            throw DesaError.system("cannot rename \(partial) to \(rootfs): \(why)")
+        }
         FileHandle.standardError.write(Data("built \(rootfs) in \(Int(Date().timeIntervalSince(started))) s\n".utf8))
     }
 
