@@ -8,6 +8,9 @@ packages=(nginx php8.2-fpm libsystemd-dev libsqlite3-dev libmariadb-dev mariadb-
 # also require dom/xmlreader (openspout: spreadsheet import and export) and intl (escpos-php).
 # The CLI runs its background jobs (`php index.php job ...`).
 packages+=(php8.2-cli php8.2-curl php8.2-gd php8.2-mbstring php8.2-mysql php8.2-tidy php8.2-zip php8.2-xml php8.2-intl)
+# The tests under a real systemd (Tests/ProvisionerTests/Systemd) boot a Debian 12 container:
+# systemd-nspawn, and debootstrap to build its root filesystem once.
+packages+=(systemd-container debootstrap)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

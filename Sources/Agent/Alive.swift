@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Provisioner
 import ServiceLifecycle
@@ -18,6 +19,7 @@ struct Alive<C: Clock>: Service, CustomStringConvertible where C.Duration == Dur
     func run() async throws {
         if let watchdog {
             try await Periodic("watchdog", every: watchdog / 2, clock: clock) { _ in
+                if Self.wedged() { return }
                 ServiceNotify.send("WATCHDOG=1")
             }.run()
         } else {
@@ -26,4 +28,16 @@ struct Alive<C: Clock>: Service, CustomStringConvertible where C.Duration == Dur
         ServiceNotify.send("STOPPING=1")
         logger.notice("stopping")
     }
+
+    #if DEBUG
+    /// A test hook, in debug builds only: while the file `DESA_TEST_WEDGE_FILE` names
+    /// exists, the pings stop, as if the agent hung, so that a test can watch systemd's
+    /// watchdog kill and restart it.
+    static func wedged() -> Bool {
+        guard let path = ProcessInfo.processInfo.environment["DESA_TEST_WEDGE_FILE"], !path.isEmpty else { return false }
+        return FileManager.default.fileExists(atPath: path)
+    }
+    #else
+    static func wedged() -> Bool { false }
+    #endif
 }

@@ -152,7 +152,16 @@ public struct Applier {
         progress.begin("users", total: max(1, creates.count))
         defer { progress.advance(max(1, creates.count)); progress.end() }
         do {
-            for s in steps { if case .userBatch(let b) = s.effect { try AtomicFiles.write([FileWrite(path: b.file, content: b.content, mode: 0o644)]) } }
+            for s in steps {
+                guard case .userBatch(let b) = s.effect else { continue }
+                // Debian 12's systemd ships /usr/lib/sysusers.d but no /etc/sysusers.d.
+                let parent = (b.file as NSString).deletingLastPathComponent
+                if !FileManager.default.fileExists(atPath: parent) {
+                    try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true,
+                                                            attributes: [.posixPermissions: 0o755])
+                }
+                try AtomicFiles.write([FileWrite(path: b.file, content: b.content, mode: 0o644)])
+            }
             guard !creates.isEmpty else { return }
             try context.users.createDeclared()
             let now = Dictionary(try context.users.tenants(prefix: config.userPrefix).map { ($0.name, $0.uid) }, uniquingKeysWith: { a, _ in a })
