@@ -7,8 +7,9 @@ import Glibc
 
 /// desa with systemd as PID 1, in a Debian 12 container (`ContainerHarness`): the real
 /// `systemd/desa-agent.service` with all its hardening, READY=1 and STATUS=, the
-/// watchdog's restart of a wedged agent, a clean stop, drift entries in the system
-/// journal, and desactl in production mode reloading nginx and php8.2-fpm through
+/// watchdog's restart of a wedged agent, a clean stop, health changes in the system
+/// journal explained by the catalog (`journalctl -x`), drift repaired under the unit's
+/// hardening, and desactl in production mode reloading nginx and php8.2-fpm through
 /// systemctl. One container is booted for the suite and powered off when the test
 /// process exits.
 @Suite("Under a real systemd: desa-agent's unit, watchdog and journal; desactl's reloads", .serialized,
@@ -41,6 +42,8 @@ struct SystemdAgentTests {
         try h.write("/etc/desa/desa.toml", config, mode: 0o600)
         try h.copyIn(Support.packageRoot.appendingPathComponent("systemd/desa-agent.service").path,
                      to: "/etc/systemd/system/desa-agent.service")
+        try h.copyIn(catalog, to: "/usr/lib/systemd/catalog/desa.catalog")
+        try h.run("/usr/bin/journalctl", "--update-catalog")
         try h.run("/usr/bin/systemctl", "daemon-reload")
         try h.run("/usr/bin/systemctl", "reload", "nginx")
         return h
@@ -57,7 +60,7 @@ struct SystemdAgentTests {
         try h.run("/usr/bin/systemctl", "daemon-reload")
     }
 
-    /// Rounds every second instead of every 300.
+    /// Sweeps every second instead of every health.interval.
     static let everySecond = "ExecStart=\nExecStart=/usr/local/sbin/desa-agent --config /etc/desa/desa.toml --interval 1\n"
 
     func seconds(_ body: () throws -> Void) rethrows -> Double {
@@ -107,7 +110,7 @@ struct SystemdAgentTests {
         #expect(s["ActiveState"] == "active" && s["SubState"] == "running", "\(s)")
         #expect(s["WatchdogUSec"] == "1min")
         let status = s["StatusText"] ?? ""
-        #expect(status.range(of: #"^\d+ tenants?, 0 failed, "#, options: .regularExpression) != nil, "StatusText=\(status)")
+        #expect(status.range(of: #"^\d+ tenants?: \d+ ok, \d+ degraded, \d+ down"#, options: .regularExpression) != nil, "StatusText=\(status)")
 
         // The hardening reached the process: no new privileges, a seccomp filter
         // (MemoryDenyWriteExecute, SystemCallArchitectures, RestrictNamespaces...), a
@@ -211,8 +214,8 @@ struct SystemdAgentTests {
         try resetAgent(h)
     }
 
-    @Test("the agent's drift and check entries reach the system journal with their fields")
-    func driftReachesTheSystemJournal() throws {
+    @Test("a village's site going down: one entry in the system journal with its fields, explained by journalctl -x; one on recovery")
+    func healthReachesTheSystemJournal() throws {
         let h = try box()
         let made = try tenant(h, "32.04.05.2003", "Cimekar", slug: "cimekar")
         #expect(made.ok || made.stderr.contains("already exists"), "\(made.message)")
@@ -221,40 +224,49 @@ struct SystemdAgentTests {
         let cursor = try h.cursor()
         try h.run("/usr/bin/systemctl", "start", Self.unit)
 
+        // Its vhost removed by hand and nginx reloaded: the village's name reaches nginx's default site.
         unlink(h.root + "/etc/nginx/desa/cimekar.conf")
+        try h.run("/usr/bin/systemctl", "reload", "nginx")
         let match = ["SYSLOG_IDENTIFIER=desa", "_SYSTEMD_UNIT=" + Self.unit]
-        var drift: [[String: Any]] = []
-        let found = try waitFor(10) {
-            drift = try h.journal(after: cursor, match + ["DESA_OP=drift", "DESA_TENANT=32.04.05.2003"])
-            return !drift.isEmpty
+        var down: [[String: Any]] = []
+        let found = try waitFor(15) {
+            down = try h.journal(after: cursor, match + ["MESSAGE_ID=" + HealthMessageID.down, "DESA_TENANT=32.04.05.2003"])
+            return !down.isEmpty
         }
-        #expect(found, "no drift entry in the system journal within 10 s")
-        let e = try #require(drift.first)
-        #expect(e["DESA_SLUG"] as? String == "cimekar")
-        #expect(e["PRIORITY"] as? String == "4")
-        #expect(Int(e["DESA_ACTIONS"] as? String ?? "") ?? 0 >= 1)
-        #expect((e["MESSAGE"] as? String ?? "").contains("create-config /etc/nginx/desa/cimekar.conf"), "\(e["MESSAGE"] ?? "")")
-        let checks = try h.journal(after: cursor, match + ["DESA_OP=check"])
-        #expect(checks.contains { $0["DESA_DRIFTED"] as? String == "1" && $0["PRIORITY"] as? String == "6" && $0["DESA_TENANTS"] != nil },
-                "\(checks.map { $0["MESSAGE"] ?? "" })")
+        #expect(found, "no down entry in the system journal within 15 s")
+        let e = try #require(down.first)
+        #expect(down.count == 1, "\(down.map { $0["MESSAGE"] ?? "" })")
+        #expect(e["DESA_SLUG"] as? String == "cimekar" && e["DESA_CHECK"] as? String == "http")
+        #expect(e["DESA_STATE"] as? String == "down" && e["DESA_PREVIOUS_STATE"] as? String == "ok")
+        #expect(e["PRIORITY"] as? String == "3")
+        #expect((e["DESA_REASON"] as? String ?? "").hasPrefix("HTTP "), "\(e["DESA_REASON"] ?? "")")
+        let drift = try h.journal(after: cursor, match + ["MESSAGE_ID=" + HealthMessageID.degraded, "DESA_CHECK=drift"])
+        #expect(drift.contains { ($0["DESA_REASON"] as? String ?? "").contains("create-config /etc/nginx/desa/cimekar.conf") },
+                "\(drift.map { $0["DESA_REASON"] ?? "" })")
         let status = try h.show(Self.unit, ["StatusText"])["StatusText"] ?? ""
-        #expect(status.hasSuffix("1 tenant drifted"), "StatusText=\(status)")
+        #expect(status.hasSuffix(" 1 down"), "StatusText=\(status)")
+        // The catalog explains it, the entry's fields filled in.
+        let explained = try h.exec(["/usr/bin/journalctl", "-x", "--no-pager", "MESSAGE_ID=" + HealthMessageID.down, "DESA_TENANT=32.04.05.2003"]).stdout
+        #expect(explained.contains("Subject: Village cimekar: the http check is down"), "\(explained)")
+        #expect(explained.contains("desactl health cimekar"), "\(explained)")
 
-        // desactl apply puts it back; the agent says so once.
+        // desactl apply puts it back; the agent says so once per check.
         let applied = try h.exec(["/usr/local/sbin/desactl", "apply"])
         #expect(applied.ok, "\(applied.message)")
         var back: [[String: Any]] = []
-        let inLine = try waitFor(10) {
-            back = try h.journal(after: cursor, match + ["DESA_OP=drift", "DESA_TENANT=32.04.05.2003", "DESA_ACTIONS=0"])
-            return !back.isEmpty
+        let recovered = try waitFor(15) {
+            back = try h.journal(after: cursor, match + ["MESSAGE_ID=" + HealthMessageID.recovered, "DESA_TENANT=32.04.05.2003"])
+            return back.count >= 2
         }
-        #expect(inLine, "no back-in-line entry within 10 s")
-        #expect(back.first?["PRIORITY"] as? String == "6")
+        #expect(recovered, "no recovery entries within 15 s: \(back.map { $0["MESSAGE"] ?? "" })")
+        sleep(2)
+        back = try h.journal(after: cursor, match + ["MESSAGE_ID=" + HealthMessageID.recovered, "DESA_TENANT=32.04.05.2003"])
+        #expect(Set(back.compactMap { $0["DESA_CHECK"] as? String }) == ["http", "drift"] && back.count == 2, "\(back.map { $0["MESSAGE"] ?? "" })")
+        #expect(back.allSatisfy { $0["PRIORITY"] as? String == "5" })
+        // desactl health agrees, and exits 0.
+        let health = try h.exec(["/usr/local/sbin/desactl", "health"])
+        #expect(health.ok, "\(health.message)")
     }
-
-    @Test("journalctl -x shows the catalog text for a health entry the agent wrote",
-          .disabled("TODO(issue 10): the agent on this branch writes no health entries; when it does, make a village's check go down here (stop php8.2-fpm, or remove a vhost) and look for the catalog's text in journalctl -x MESSAGE_ID=550a6e61861143fc81163ff47f653440 _SYSTEMD_UNIT=desa-agent.service"))
-    func catalogText() throws {}
 
     static let catalog = Support.packageRoot.appendingPathComponent("systemd/desa.catalog").path
     /// The health entries' MESSAGE_IDs (fixed forever) and a state each is written with.
@@ -263,12 +275,11 @@ struct SystemdAgentTests {
                             ("253df0a7ca88424cb87cb8343a3f964e", "ok", "nginx")]
 
     /// Entries are written with util-linux's `logger --journald` (fields from a file): this
-    /// checks the catalog, not who writes the entries (that is the disabled test above).
+    /// checks every id of the catalog; the agent's own entries are checked above.
     @Test("systemd/desa.catalog installs cleanly and journalctl -x explains every health MESSAGE_ID with its fields filled in",
-          .enabled(if: FileManager.default.fileExists(atPath: catalog), "systemd/desa.catalog is not in this checkout"))
+          )
     func catalogExplainsHealthEntries() throws {
         let h = try box()
-        try h.copyIn(Self.catalog, to: "/usr/lib/systemd/catalog/desa.catalog")
         let update = try h.exec(["/usr/bin/journalctl", "--update-catalog"])
         #expect(update.ok && update.stderr.isEmpty, "\(update.message)")
         let listed = try h.run("/usr/bin/journalctl", "--list-catalog", "--no-pager").stdout
@@ -292,9 +303,36 @@ struct SystemdAgentTests {
         }
     }
 
-    @Test("with health.repair_drift the agent under its unit repairs a removed vhost and reloads nginx",
-          .disabled("TODO(issue 10): the agent on this branch only reports drift; when health.repair_drift lands, write it into /etc/desa/desa.toml here, remove a vhost, and expect it back with a reload job of nginx.service and no EROFS in the journal (the unit's ReadWritePaths= are meant for this)"))
-    func repairsUnderItsUnit() throws {}
+    @Test("with health.repair_drift the agent under its unit repairs a removed vhost and reloads nginx through systemd")
+    func repairsUnderItsUnit() throws {
+        let h = try box()
+        let made = try tenant(h, "32.04.05.2004", "Cikemang", slug: "cikemang")
+        #expect(made.ok || made.stderr.contains("already exists"), "\(made.message)")
+        try h.write("/etc/desa/desa.toml", Self.config + "[health]\nrepair_drift = true\ninterval = 1\n", mode: 0o600)
+        defer { try? h.write("/etc/desa/desa.toml", Self.config, mode: 0o600) }
+        try resetAgent(h, dropIn: "ExecStart=\nExecStart=/usr/local/sbin/desa-agent --config /etc/desa/desa.toml\n")
+        defer { try? resetAgent(h) }
+        try h.run("/usr/bin/systemctl", "start", Self.unit)
+        let cursor = try h.cursor()
+        let vhost = h.root + "/etc/nginx/desa/cikemang.conf"
+        let content = Support.read(vhost)
+        #expect(!content.isEmpty)
+        unlink(vhost)
+        let back = try waitFor(20) { Support.read(vhost) == content }
+        #expect(back, "the agent did not put the vhost back within 20 s")
+        var repaired: [[String: Any]] = []
+        _ = try waitFor(5) {
+            repaired = try h.journal(after: cursor, ["_SYSTEMD_UNIT=" + Self.unit, "DESA_OP=reconcile"])
+            return !repaired.isEmpty
+        }
+        #expect(repaired.first?["PRIORITY"] as? String == "5", "\(repaired.map { $0["MESSAGE"] ?? "" })")
+        let reloads = try h.journal(after: cursor, ["_PID=1", "UNIT=nginx.service", "JOB_TYPE=reload", "JOB_RESULT=done"])
+        #expect(!reloads.isEmpty, "nginx was not reloaded through systemd")
+        let said = try h.journal(after: cursor, ["_SYSTEMD_UNIT=" + Self.unit]).compactMap { $0["MESSAGE"] as? String }
+        #expect(!said.contains { $0.contains("Read-only file system") || $0.contains("reconcile failed") }, "\(said)")
+        let page = try h.exec(["/usr/bin/curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: cikemang.bandungkab.go.id", "http://127.0.0.1/"])
+        #expect(page.stdout == "200")
+    }
 
     @Test("desactl in production reloads nginx and php8.2-fpm through systemctl, never restarts them; the villages answer")
     func desactlReloadsThroughSystemd() throws {
