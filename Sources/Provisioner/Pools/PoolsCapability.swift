@@ -10,6 +10,11 @@ public struct PoolsCapability: Capability {
         public var stats: [String: FileStat]
     }
 
+    /// The path of every pool's ping page (FPM's `ping.path`): FPM answers it itself with
+    /// `pingResponse`, running no PHP. The health probe asks each pool's socket for it.
+    public static let pingPath = "/desa-ping"
+    public static let pingResponse = "pong"
+
     public init() {}
     public var name: String { "pools" }
 

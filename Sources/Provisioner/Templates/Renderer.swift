@@ -100,6 +100,7 @@ public struct Renderer: @unchecked Sendable {
             "socket": try t.phpSocket(config), "user": t.userName(prefix: config.userPrefix),
             "pool": t.userName(prefix: config.userPrefix), "web_group": config.webGroup,
             "php_version": t.php,
+            "ping_path": PoolsCapability.pingPath, "ping_response": PoolsCapability.pingResponse,
         ]
     }
 
