@@ -318,6 +318,10 @@ struct ProbeTests {
         let uncovered = await probes.https(tls, host: stranger, trustRoots: [h.pebbleRoot])
         #expect(uncovered.outcome == .failed(reason: "TLS: certificate does not cover \(stranger)"), "\(uncovered)")
 
+        // Plain HTTP where TLS was expected.
+        let plain = await probes.https(ProbeAddress("127.0.0.1:\(h.port)")!, host: domain, trustRoots: [h.pebbleRoot])
+        #expect(plain.reason?.hasPrefix("TLS: handshake failed") == true && plain.peerNotAfter == nil, "\(plain)")
+
         // A root file that does not exist.
         let missing = await probes.https(tls, host: domain, trustRoots: [h.dir + "/tidak-ada.pem"])
         #expect(missing.outcome == .failed(reason: "TLS: cannot read trust roots \(h.dir)/tidak-ada.pem"), "\(missing)")
