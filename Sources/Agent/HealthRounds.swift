@@ -88,17 +88,18 @@ struct Reconcile: Sendable {
 
     func tick(_: Int) async throws {
         do {
-            let repaired = try await BlockingThread.run("reconcile") { [engine] () -> Int? in
+            let outcome = try await BlockingThread.run("reconcile") { [engine] () -> (actions: Int, report: ChangeReport)? in
                 let plan = try engine.plan()
                 guard !plan.steps.isEmpty else { return nil }
-                _ = try engine.apply()
-                return plan.steps.count
+                return (plan.steps.count, try engine.apply())
             }
-            if let repaired {
-                let msg = "reconcile: repaired drift, \(repaired) action\(repaired == 1 ? "" : "s")"
-                engine.logger.notice("\(msg)")
-                engine.journal.send(["MESSAGE": msg, "DESA_OP": "reconcile", "DESA_ACTIONS": "\(repaired)",
-                                     "PRIORITY": "\(JournalPriority.notice.rawValue)"])
+            if let outcome {
+                let ok = outcome.report.exitStatus == ExitStatus.ok
+                let msg = ok ? "reconcile: repaired drift, \(outcome.actions) action\(outcome.actions == 1 ? "" : "s")"
+                    : "reconcile failed: \(outcome.report.summary)"
+                if ok { engine.logger.notice("\(msg)") } else { engine.logger.error("\(msg)") }
+                engine.journal.send(["MESSAGE": msg, "DESA_OP": "reconcile", "DESA_ACTIONS": "\(outcome.actions)",
+                                     "PRIORITY": "\((ok ? JournalPriority.notice : .err).rawValue)"])
             }
         } catch let e as CancellationError {
             throw e

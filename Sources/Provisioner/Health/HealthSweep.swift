@@ -71,7 +71,10 @@ public final class HealthSweep: Sendable {
         }
         server += await Self.off(blocking) { [engine, settings] in Self.disk(engine.config, settings) }.get(or: [])
 
-        var tenants = await checkTenants(snapshot)
+        // What nginx answers for a name no vhost has (its default server): a village whose
+        // own vhost is gone gets exactly that, which may well be a 200.
+        let catchAll = await defaultServer()
+        var tenants = await checkTenants(snapshot, catchAll: catchAll)
         var result = SweepResult(tenants: [], server: server, startedAt: startedAt, duration: .zero)
         switch await driftLook {
         case .success(let round):
@@ -98,7 +101,16 @@ public final class HealthSweep: Sendable {
 
     // MARK: tenants
 
-    func checkTenants(_ s: Snapshot) async -> [TenantHealth] {
+    /// The status and body nginx's default server gives a name no vhost has; nil when it
+    /// answers nothing or an empty body (nothing a village's page could be mistaken for).
+    func defaultServer() async -> (status: Int, body: String)? {
+        guard let address = ProbeAddress(engine.config.nginx.probe) else { return nil }
+        let r = await probes.http(address, host: "desa-health-check.invalid")
+        guard case .answered(let status) = r.outcome, !r.body.isEmpty else { return nil }
+        return (status, r.body)
+    }
+
+    func checkTenants(_ s: Snapshot, catchAll: (status: Int, body: String)?) async -> [TenantHealth] {
         let live = s.tenants.filter { $0.desired != .deleted }
         let tls = engine.config.tls
         let serving = CertStore.serving(s.certificates, tenants: live, aliases: s.aliases, config: engine.config, now: s.now,
@@ -110,7 +122,7 @@ public final class HealthSweep: Sendable {
                 guard next < live.count else { return }
                 let i = next, t = live[i]
                 next += 1
-                group.addTask { [self] in (i, await check(t, s, tls: serving[t.code] ?? [], certificatesOn: tls.enabled)) }
+                group.addTask { [self] in (i, await check(t, s, tls: serving[t.code] ?? [], certificatesOn: tls.enabled, catchAll: catchAll)) }
             }
             for _ in 0..<min(width, live.count) { add() }
             var out = [TenantHealth?](repeating: nil, count: live.count)
@@ -122,12 +134,12 @@ public final class HealthSweep: Sendable {
         }
     }
 
-    func check(_ t: Tenant, _ s: Snapshot, tls: [TLSServe], certificatesOn: Bool) async -> TenantHealth {
+    func check(_ t: Tenant, _ s: Snapshot, tls: [TLSServe], certificatesOn: Bool, catchAll: (status: Int, body: String)?) async -> TenantHealth {
         let c = engine.config
         let primary = t.primaryDomain(c)
         let suspended = t.desired == .suspended
         let secure = tls.contains { $0.names.contains(primary) }
-        async let http = httpCheck(host: primary, suspended: suspended, redirects: secure)
+        async let http = httpCheck(host: primary, suspended: suspended, redirects: secure, catchAll: catchAll)
         async let https = secure ? httpsCheck(host: primary, suspended: suspended) : nil
         async let php = suspended ? nil : phpCheck(t)
         async let database = s.databases.contains(t.code) ? databaseCheck(t) : nil
@@ -139,11 +151,15 @@ public final class HealthSweep: Sendable {
         return h
     }
 
-    func httpCheck(host: String, suspended: Bool, redirects: Bool) async -> CheckOutcome {
+    func httpCheck(host: String, suspended: Bool, redirects: Bool, catchAll: (status: Int, body: String)?) async -> CheckOutcome {
         guard let address = ProbeAddress(engine.config.nginx.probe) else {
             return CheckOutcome(.http, .down, "nginx.probe \(engine.config.nginx.probe) is not an address")
         }
         let r = await probes.http(address, host: host)
+        if let catchAll, case .answered(catchAll.status) = r.outcome, r.body == catchAll.body {
+            return CheckOutcome(.http, .down, "HTTP \(catchAll.status) from nginx's default server, not the village's vhost (is its vhost missing?)",
+                                duration: r.elapsed)
+        }
         let expected = suspended ? 503 : (redirects ? 301 : 200)
         return Self.judge(.http, r, expected: expected, suspended: suspended)
     }
