@@ -54,6 +54,10 @@ struct AgentCommand: AsyncParsableCommand {
         let engine: Engine
         do {
             engine = try Engine(config: try Config.load(path: path), logger: logger, actor: "desa-agent")
+            #if DEBUG
+            // Tests only: DESA_TEST_NOW moves the clock (certificate renewals, days left).
+            if let t = try TimeSource.testOverride() { engine.time = t }
+            #endif
         } catch {
             FileHandle.standardError.write(Data("desa-agent: error: \(Applier.message(error))\n".utf8))
             throw ExitCode(ExitStatus.of(error))

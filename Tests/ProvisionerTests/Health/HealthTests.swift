@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import Testing
 @testable import Provisioner
 
@@ -234,6 +235,45 @@ struct HealthTests {
         #expect(value("desa_tenants{state=\"down\"}") == 0)
         #expect(lines.contains { $0.hasPrefix("desa_check_duration_seconds_count{check=\"http\"}") })
         #expect(lines.contains { $0.hasPrefix("desa_sweep_duration_seconds ") })
+        p.signal(SIGTERM)
+        #expect(p.wait(5) == 0)
+    }
+
+    @Test("the agent's renewal service renews a certificate that is due (clock moved past two thirds), and it serves")
+    func agentRenews() throws {
+        let h = try SandboxHarness("health-renew", pebble: (port: 24200, httpsPort: 24210))
+        defer { h.destroy() }
+        try #require(try h.desactl("tenant", "import", try h.bandungSubset(2)).ok)
+        try #require(try h.desactl("cert", "issue", "--all").ok)
+        let store = try StateStore(path: try h.config().databasePath)
+        func current() throws -> CertRecord? { try store.queue.read { try CertStore.records($0) }.first { $0.hasCertificate } }
+        let before = try #require(try current())
+        let (nb, na) = (try #require(before.notBefore), try #require(before.notAfter))
+        let due = nb.addingTimeInterval(na.timeIntervalSince(nb) * 0.7)
+
+        let sock = try NotifySocket(path: h.dir + "/notify.sock")
+        defer { sock.close() }
+        let p = try Spawned([Self.agent, "--config", h.configPath],
+                            environment: ["NOTIFY_SOCKET": h.dir + "/notify.sock", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                                          "DESA_TEST_NOW": Timestamp.format(due)])
+        defer { p.stop() }
+        var after: CertRecord?
+        let deadline = Date().addingTimeInterval(60)
+        while Date() < deadline {
+            after = try current()
+            if after?.serial != before.serial { break }
+            usleep(250_000)
+        }
+        #expect(after?.serial != before.serial, "the agent did not renew within 60 s")
+        #expect((after?.notBefore ?? .distantPast) > nb)
+        // nginx serves the new one.
+        let probes = HealthProbes(group: MultiThreadedEventLoopGroup.singleton, timeout: .seconds(5))
+        let domain = try #require(h.tenants().first?["domain"] as? String)
+        let served = try blockingAwait {
+            await probes.https(ProbeAddress("127.0.0.1:24210")!, host: domain, trustRoots: [h.pebbleRoot])
+        }
+        #expect(served.outcome == .answered(status: 200), "\(served)")
+        #expect(served.peerNotAfter.map { abs($0.timeIntervalSince(after?.notAfter ?? .distantPast)) < 2 } == true, "\(served)")
         p.signal(SIGTERM)
         #expect(p.wait(5) == 0)
     }
