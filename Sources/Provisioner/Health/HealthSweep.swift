@@ -43,6 +43,9 @@ public final class HealthSweep: Sendable {
         /// Certificate files that exist (each record's chain and key).
         var present: Set<String>
         var now: Date
+        /// Pool sockets php-fpm listens on, and the pools that have a worker now.
+        var listening: Set<String> = []
+        var pools: Set<String> = []
     }
 
     /// Sweeps once. Never throws: what cannot be checked is a finding.
@@ -141,7 +144,7 @@ public final class HealthSweep: Sendable {
         let secure = tls.contains { $0.names.contains(primary) }
         async let http = httpCheck(host: primary, suspended: suspended, redirects: secure, catchAll: catchAll)
         async let https = secure ? httpsCheck(host: primary, suspended: suspended) : nil
-        async let php = suspended ? nil : phpCheck(t)
+        async let php = suspended ? nil : phpCheck(t, s)
         async let database = s.databases.contains(t.code) ? databaseCheck(t) : nil
         let certificate = Self.certificateCheck(t, s, config: c, warningDays: settings.certificateWarningDays, enabled: certificatesOn)
         var outcomes = [await http]
@@ -171,10 +174,19 @@ public final class HealthSweep: Sendable {
         return Self.judge(.https, r, expected: suspended ? 503 : 200, suspended: suspended)
     }
 
-    func phpCheck(_ t: Tenant) async -> CheckOutcome {
+    /// The pool's socket listens (php-fpm's master has the pool); when the pool has workers
+    /// already, one answers FPM's ping. An idle pool is not pinged: under `pm = ondemand` a
+    /// ping starts a worker (20 MB or more, for 20 s), and 5,000 pings at once exhausted a
+    /// 24 GB machine.
+    func phpCheck(_ t: Tenant, _ s: Snapshot) async -> CheckOutcome {
         guard let socket = try? t.phpSocket(engine.config) else {
             return CheckOutcome(.php, .down, "PHP \(t.php) is not configured in php.versions")
         }
+        guard s.listening.contains(socket) else {
+            let why = FileManager.default.fileExists(atPath: socket) ? "nothing listens on \(socket)" : "socket missing: \(socket)"
+            return CheckOutcome(.php, .down, "the pool does not answer: " + why)
+        }
+        guard s.pools.contains(t.userName(prefix: engine.config.userPrefix)) else { return CheckOutcome(.php, .ok) }
         let r = await probes.fpmPing(socket: socket, path: PoolsCapability.pingPath)
         switch r.outcome {
         case .answered(200) where r.body.hasPrefix("pong"):
@@ -307,7 +319,8 @@ public final class HealthSweep: Sendable {
         let present = Set(certs.filter(\.hasCertificate).flatMap { [$0.chainPath(engine.config), $0.keyPath(engine.config)] }.filter {
             FileManager.default.fileExists(atPath: $0)
         })
-        return Snapshot(tenants: tenants, aliases: aliases, databases: databases, certificates: certs, present: present, now: now)
+        return Snapshot(tenants: tenants, aliases: aliases, databases: databases, certificates: certs, present: present, now: now,
+                        listening: Processes.listeningUnixSockets(), pools: Processes.fpmPoolsWithWorkers())
     }
 
     // MARK: helpers

@@ -95,10 +95,23 @@ public enum AtomicFiles {
         if fd >= 0 { fsync(fd); close(fd) }
     }
 
-    /// Reads a file as UTF-8, or nil if it does not exist.
+    /// Reads a file as UTF-8, or nil if it cannot be opened. Reads to the end, so the
+    /// files of /proc (which say their size is 0) come whole: Foundation's
+    /// `contents(atPath:)` returned only the first 4 KiB of /proc/net/unix.
     public static func read(_ path: String) -> String? {
-        guard let d = FileManager.default.contents(atPath: path) else { return nil }
-        return String(decoding: d, as: UTF8.self)
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n >= 0 else { return nil }
+            if n == 0 { break }
+            out.append(contentsOf: buf[0..<n])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }
 

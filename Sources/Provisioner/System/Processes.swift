@@ -81,6 +81,29 @@ public enum Processes {
         return holding(inodes, executable: executable)
     }
 
+    /// The paths of the Unix sockets something listens on (the kernel's accepting flag in
+    /// /proc/net/unix): a php-fpm pool's socket is listening while its master has the pool.
+    public static func listeningUnixSockets() -> Set<String> {
+        var out = Set<String>()
+        for line in (AtomicFiles.read("/proc/net/unix") ?? "").split(separator: "\n").dropFirst() {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            // Flags 00010000 is __SO_ACCEPTCON: a listening socket.
+            if f.count > 7, let flags = Int(f[3], radix: 16), flags & 0x10000 != 0 { out.insert(String(f[7])) }
+        }
+        return out
+    }
+
+    /// The php-fpm pools that have a worker now: processes named `php-fpm: pool NAME`.
+    public static func fpmPoolsWithWorkers() -> Set<String> {
+        var out = Set<String>()
+        for p in pids() {
+            guard let cmd = AtomicFiles.read("/proc/\(p)/cmdline"), cmd.hasPrefix("php-fpm: pool ") else { continue }
+            let name = cmd.dropFirst("php-fpm: pool ".count).prefix { $0 != " " && $0 != "\0" }
+            out.insert(String(name))
+        }
+        return out
+    }
+
     static func holding(_ inodes: Set<String>, executable: String) -> [pid_t] {
         guard !inodes.isEmpty else { return [] }
         return pids().filter { p in
