@@ -2,9 +2,9 @@ import Foundation
 
 /// The health sweep's look at drift: the server compared with the state database (the
 /// same plan `desactl plan` shows): a vhost removed by hand, a pool edited, a home whose
-/// mode changed. It also finds a dead nginx or php-fpm master (and starts it again in a
-/// sandbox: a killed php-fpm leaves every config in place while every PHP page answers
-/// 502). It changes nothing else; `desactl apply`, or the agent's repair when
+/// mode changed. Before it, `services()` finds a dead nginx or php-fpm master (and starts
+/// it again in a sandbox: a killed php-fpm leaves every config in place while every PHP
+/// page answers 502). It changes nothing else; `desactl apply`, or the agent's repair when
 /// `health.repair_drift` says so, repairs.
 ///
 /// Blocking (a lock, processes, the database): call `look()` from a thread of its own,
@@ -17,11 +17,9 @@ public final class DriftWatch: @unchecked Sendable {
         /// Actions that belong to no tenant (shared directories, unknown configs, an
         /// interrupted apply).
         public var server: [String]
-        /// Services whose master was not running (`repaired`: started again).
-        public var services: [ServiceControl.Finding]
 
-        public init(drifted: [String: [String]] = [:], server: [String] = [], services: [ServiceControl.Finding] = []) {
-            self.drifted = drifted; self.server = server; self.services = services
+        public init(drifted: [String: [String]] = [:], server: [String] = []) {
+            self.drifted = drifted; self.server = server
         }
     }
 
@@ -33,6 +31,17 @@ public final class DriftWatch: @unchecked Sendable {
     public init(engine: Engine, lockTimeout: TimeInterval? = nil) {
         self.engine = engine
         self.lockTimeout = lockTimeout
+    }
+
+    /// The masters: a dead one is found (and started again in a sandbox) before anything
+    /// is probed, so a village is not found down for a master that is already back. Under
+    /// the state lock, as every command's own check.
+    public func services() throws -> [ServiceControl.Finding] {
+        serial.lock()
+        defer { serial.unlock() }
+        let held = try engine.lock(timeout: lockTimeout)
+        defer { withExtendedLifetime(held) {} }
+        return engine.services.ensureRunning(engine.serviceSpecs)
     }
 
     /// One look. Holds the state lock while it looks, so it never reports the
@@ -49,9 +58,8 @@ public final class DriftWatch: @unchecked Sendable {
             Thread.sleep(forTimeInterval: seconds)
         }
         #endif
-        let findings = engine.services.ensureRunning(engine.serviceSpecs)
         let plan = try engine.plan()
-        var r = Round(services: findings)
+        var r = Round()
         for a in plan.steps {
             let line = "\(a.op) \(a.subject)"
             if let t = a.tenant { r.drifted[t, default: []].append(line) } else { r.server.append(line) }

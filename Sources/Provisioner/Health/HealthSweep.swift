@@ -54,6 +54,17 @@ public final class HealthSweep: Sendable {
         let start = clock.now
         let startedAt = engine.now()
         var server: [CheckOutcome] = []
+        // The masters first (a dead one started again in a sandbox), then everything else.
+        let masters: [ServiceControl.Finding]?
+        do {
+            masters = try await BlockingThread.run("masters") { [drift] in try drift.services() }
+        } catch let e as CancellationError {
+            _ = e
+            return SweepResult(tenants: [], server: [], startedAt: startedAt, duration: clock.now - start)
+        } catch {
+            engine.logger.warning("health: the masters not checked this sweep: \(Self.message(error))")
+            masters = nil
+        }
         // The drift look waits for the state lock: a thread of its own, not the pool's.
         async let driftLook: Result<DriftWatch.Round, Error> = {
             do { return .success(try await BlockingThread.run("drift look") { [drift] in try drift.look() }) } catch { return .failure(error) }
@@ -90,12 +101,16 @@ public final class HealthSweep: Sendable {
             }
             result.server.append(round.server.isEmpty ? CheckOutcome(.drift, .ok)
                                  : CheckOutcome(.drift, .degraded, "desactl apply would: " + Self.list(round.server)))
-            result.server += Self.services(round.services, engine.serviceSpecs)
         case .failure(let e):
             // Drift could not be looked at (the lock is held by a long apply): its last
-            // state stands, and so do the masters' (found by the same look).
-            result.skipped = [.drift, .nginx, .phpFPM]
+            // state stands.
+            result.skipped = [.drift]
             engine.logger.warning("health: drift not checked this sweep: \(Self.message(e))")
+        }
+        if let masters {
+            result.server += Self.services(masters, engine.serviceSpecs)
+        } else {
+            result.skipped += [.nginx, .phpFPM]
         }
         result.tenants = tenants
         result.duration = clock.now - start

@@ -93,6 +93,27 @@ public enum Processes {
         return out
     }
 
+    /// `listeningUnixSockets()` shared by many threads that ask again and again (a
+    /// verification of thousands of pools): read at most once per `maxAge`.
+    final class ListeningUnixSockets: @unchecked Sendable {
+        private let lock = NSLock()
+        private var read: (at: Date, paths: Set<String>)?
+        private let maxAge: TimeInterval
+        private let time: TimeSource
+
+        init(maxAge: TimeInterval = 0.05, time: TimeSource = .system) { self.maxAge = maxAge; self.time = time }
+
+        func contains(_ path: String) -> Bool {
+            lock.lock()
+            defer { lock.unlock() }
+            let now = time.now()
+            if let r = read, now.timeIntervalSince(r.at) < maxAge { return r.paths.contains(path) }
+            let paths = Processes.listeningUnixSockets()
+            read = (now, paths)
+            return paths.contains(path)
+        }
+    }
+
     /// The php-fpm pools that have a worker now: processes named `php-fpm: pool NAME`.
     public static func fpmPoolsWithWorkers() -> Set<String> {
         var out = Set<String>()
