@@ -146,7 +146,9 @@ public struct ServiceControl: Sendable {
         raiseFileLimit()
         let log = logDir + "/\(s.name)-start.log"
         let status = try runner.runDetached(s.start, logFile: log)
-        let deadline = time.deadline(10)
+        // MariaDB writes its pid file only after InnoDB has started: on a busy machine
+        // that alone took more than 10 s.
+        let deadline = time.deadline(s.kind == .mariadb ? 60 : 10)
         while runningPID(s) == nil {
             if status != 0 || time.now() > deadline {
                 let text = AtomicFiles.read(log)?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
