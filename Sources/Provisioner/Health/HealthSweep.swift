@@ -36,6 +36,7 @@ public final class HealthSweep: Sendable {
 
     /// What a tenant's checks need from the state database, read once per sweep.
     struct Snapshot: Sendable {
+        /// Every tenant not deleted (or being deleted).
         var tenants: [Tenant]
         var aliases: [String: [String]]
         var databases: Set<String>
@@ -89,6 +90,7 @@ public final class HealthSweep: Sendable {
         // own vhost is gone gets exactly that, which may well be a 200.
         let catchAll = await defaultServer()
         var tenants = await checkTenants(snapshot, catchAll: catchAll)
+        await probes.closeIdle()
         var result = SweepResult(tenants: [], server: server, startedAt: startedAt, duration: .zero)
         switch await driftLook {
         case .success(let round):
@@ -129,7 +131,7 @@ public final class HealthSweep: Sendable {
     }
 
     func checkTenants(_ s: Snapshot, catchAll: (status: Int, body: String)?) async -> [TenantHealth] {
-        let live = s.tenants.filter { $0.desired != .deleted }
+        let live = s.tenants
         let tls = engine.config.tls
         let serving = CertStore.serving(s.certificates, tenants: live, aliases: s.aliases, config: engine.config, now: s.now,
                                         fileExists: { s.present.contains($0) })
@@ -326,7 +328,7 @@ public final class HealthSweep: Sendable {
     static func snapshot(_ engine: Engine) throws -> Snapshot {
         let now = engine.now()
         let (tenants, aliases, databases, certs) = try engine.store.queue.read { db in
-            (try Tenant.order(Column("code")).fetchAll(db),
+            (try Tenant.filter(Column("desired") != Tenant.Desired.deleted.rawValue).order(Column("code")).fetchAll(db),
              try Engine.aliases(db),
              Set(try TenantDatabase.byCode(db).values.filter { $0.desired == .present }.map(\.code)),
              try CertStore.records(db))

@@ -45,6 +45,8 @@ public final class HealthProbes: Sendable {
     /// the trust roots of each probe (cached per set of files in `trust`).
     private let tlsContext: Result<NIOSSLContext, any Error>
     private let trust = NIOLockedValueBox<[[String]: TrustEntry]>([:])
+    /// Plain-HTTP connections kept between probes of the same address.
+    let connections = ProbeConnections()
 
     private struct TrustEntry {
         var roots: Task<CertificateStore, any Error>
@@ -62,15 +64,39 @@ public final class HealthProbes: Sendable {
         tlsContext = Result { try NIOSSLContext(configuration: c) }
     }
 
-    /// GET `path` with `Host: host` on `address`: HTTP/1.1, `Connection: close`.
+    deinit {
+        // Whoever made the probes closes the idle connections (`closeIdle`); these are
+        // what a caller that did not left behind.
+        Task { [connections] in await connections.closeAll() }
+    }
+
+    /// GET `path` with `Host: host` on `address`, over HTTP/1.1. The connection is kept for
+    /// the next probe of the same address when the answer ends cleanly and the server does
+    /// not say `Connection: close`; a kept connection that the server closed meanwhile
+    /// (an nginx reload ends idle ones) is given up and the probe made once more on a new one.
     public func http(_ address: ProbeAddress, host: String, path: String = "/") async -> ProbeResult {
         let start = ContinuousClock.now
-        let finished = await run(connect: { try Self.connect($0, address) }, describe: address.display) { channel, state in
+        let key = address.display
+        let head = Self.head(host: host, path: path, keepAlive: true)
+        if let kept = connections.take(key) {
+            connections.count(opened: false)
+            let f = await again(kept, head: head)
+            if !f.retry { return ProbeResult(outcome: f.outcome, body: f.body, elapsed: ContinuousClock.now - start) }
+        }
+        connections.count(opened: true)
+        let finished = await run(connect: { try Self.connect($0, address) }, describe: key) { [connections] channel, state in
             try channel.pipeline.syncOperations.addHTTPClientHandlers()
-            try channel.pipeline.syncOperations.addHandler(HTTPProbeHandler(state: state, head: Self.head(host: host, path: path), tls: nil))
+            try channel.pipeline.syncOperations.addHandler(HTTPProbeHandler(state: state, head: head, tls: nil, keep: (connections, key)))
         }
         return ProbeResult(outcome: finished.outcome, body: finished.body, elapsed: ContinuousClock.now - start)
     }
+
+    /// Closes the connections kept for further probes: at the end of a sweep, so none
+    /// waits for the server's keep-alive timeout.
+    public func closeIdle() async { await connections.closeAll() }
+
+    /// Connections the plain-HTTP probes opened, and how many probes used a kept one.
+    public var connectionStats: (opened: Int, reused: Int) { connections.stats }
 
     /// The same over TLS: SNI `host`, the chain verified against `trustRoots` (PEM files;
     /// none: the system's roots) and the name. A certificate that fails is `.failed` with the
@@ -100,7 +126,8 @@ public final class HealthProbes: Sendable {
             try channel.pipeline.syncOperations.addHandler(
                 try NIOSSLClientHandler(context: context, serverHostname: sni, customVerificationCallback: callback))
             try channel.pipeline.syncOperations.addHTTPClientHandlers()
-            try channel.pipeline.syncOperations.addHandler(HTTPProbeHandler(state: state, head: Self.head(host: host, path: path), tls: seen))
+            try channel.pipeline.syncOperations.addHandler(HTTPProbeHandler(state: state, head: Self.head(host: host, path: path, keepAlive: false),
+                                                                            tls: seen, keep: nil))
         }
         return ProbeResult(outcome: finished.outcome, body: finished.body, elapsed: ContinuousClock.now - start,
                            peerNotAfter: seen.withLockedValue { $0.notAfter })
@@ -121,6 +148,29 @@ public final class HealthProbes: Sendable {
     struct Finished: Sendable {
         var outcome: ProbeResult.Outcome
         var body: String = ""
+        /// A kept connection closed before any answer: the server had closed it; the probe
+        /// is made again on a new connection.
+        var retry = false
+    }
+
+    /// The next probe on a kept connection, with its own deadline on the connection's loop.
+    private func again(_ kept: ProbeConnections.Idle, head: HTTPRequestHead) async -> Finished {
+        let loop = kept.channel.eventLoop
+        let limit = TimeAmount.nanoseconds(Self.nanoseconds(timeout))
+        let timeoutReason = "no answer within " + Self.seconds(timeout)
+        let future: EventLoopFuture<Finished> = loop.flatSubmit {
+            let state = ProbeState(promise: loop.makePromise(of: Finished.self), timeoutReason: timeoutReason)
+            let bound = NIOLoopBound(state, eventLoop: loop)
+            state.channel = kept.channel
+            state.timer = loop.scheduleTask(in: limit) { bound.value.timedOut() }
+            kept.handler.value.start(state, head: head)
+            return state.promise.futureResult
+        }
+        do {
+            return try await future.get()
+        } catch {
+            return Finished(outcome: .failed(reason: Self.short(error)))
+        }
     }
 
     /// Sets up one channel on one event loop, with the probe's deadline on that loop: when it
@@ -176,9 +226,10 @@ public final class HealthProbes: Sendable {
         return b.connect(host: a.host, port: Int(a.port))
     }
 
-    private static func head(host: String, path: String) -> HTTPRequestHead {
-        HTTPRequestHead(version: .http1_1, method: .GET, uri: path.isEmpty ? "/" : path,
-                        headers: ["Host": host, "User-Agent": "desa-probe", "Accept": "*/*", "Connection": "close"])
+    private static func head(host: String, path: String, keepAlive: Bool) -> HTTPRequestHead {
+        var headers: HTTPHeaders = ["Host": host, "User-Agent": "desa-probe", "Accept": "*/*"]
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        return HTTPRequestHead(version: .http1_1, method: .GET, uri: path.isEmpty ? "/" : path, headers: headers)
     }
 
     // MARK: trust roots and verification
@@ -362,13 +413,15 @@ final class ProbeState {
     }
 
     /// The first call decides the result; the channel is closed and the caller resumed
-    /// once it is.
-    func finish(_ f: HealthProbes.Finished) {
+    /// once it is, unless `keepOpen` (it goes back to the kept connections).
+    func finish(_ f: HealthProbes.Finished, keepOpen: Bool = false) {
         guard !done else { return }
         done = true
         timer?.cancel()
         let p = promise
-        if let channel {
+        if keepOpen {
+            p.succeed(f)
+        } else if let channel {
             channel.close(promise: nil)
             channel.closeFuture.whenComplete { _ in p.succeed(f) }
         } else {
@@ -377,63 +430,113 @@ final class ProbeState {
     }
 }
 
-/// Sends one GET and reads the answer's status and the start of its body.
+/// Sends a GET and reads the answer's status and the start of its body. With `keep`, the
+/// connection goes back to the kept ones after an answer that ended cleanly, and `start`
+/// sends the next probe's GET on it.
 final class HTTPProbeHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias OutboundOut = HTTPClientRequestPart
 
-    private let state: ProbeState
-    private let head: HTTPRequestHead
+    private var state: ProbeState
+    private var head: HTTPRequestHead
     private let tls: NIOLockedValueBox<HealthProbes.TLSObservation>?
+    private let keep: (pool: ProbeConnections, key: String)?
+    private var context: ChannelHandlerContext?
     private var status: Int?
+    private var keepAlive = false
     private var body = ByteBuffer()
+    /// This probe uses a kept connection: closed before any answer, the server had closed it.
+    private var reused = false
 
-    init(state: ProbeState, head: HTTPRequestHead, tls: NIOLockedValueBox<HealthProbes.TLSObservation>?) {
-        self.state = state; self.head = head; self.tls = tls
+    init(state: ProbeState, head: HTTPRequestHead, tls: NIOLockedValueBox<HealthProbes.TLSObservation>?,
+         keep: (pool: ProbeConnections, key: String)?) {
+        self.state = state; self.head = head; self.tls = tls; self.keep = keep
     }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelActive(context: ChannelHandlerContext) {
         // Over TLS the TLS handler holds these until the handshake is done.
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        send(context)
         context.fireChannelActive()
     }
 
+    /// The next probe on this kept connection; on its event loop.
+    func start(_ next: ProbeState, head: HTTPRequestHead) {
+        state = next
+        self.head = head
+        status = nil
+        keepAlive = false
+        body.clear()
+        reused = true
+        guard let context, context.channel.isActive else {
+            next.finish(.init(outcome: .failed(reason: "connection closed before an answer"), retry: true))
+            return
+        }
+        send(context)
+    }
+
+    private func send(_ context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // What comes after the probe ended (timed out, or stopped at the body limit) is dropped.
+        guard !state.done else { return }
         switch unwrapInboundIn(data) {
         case .head(let h):
             let code = Int(h.status.code)
             if (100..<200).contains(code) && code != 101 { return }
             status = code
+            keepAlive = h.isKeepAlive
             state.answering = true
         case .body(var chunk):
             let take = min(chunk.readableBytes, HealthProbes.bodyLimit - body.readableBytes)
             if take > 0, var slice = chunk.readSlice(length: take) { body.writeBuffer(&slice) }
-            if body.readableBytes >= HealthProbes.bodyLimit { answered() }
+            // The rest is not read: the connection closes rather than carry it.
+            if body.readableBytes >= HealthProbes.bodyLimit { answered(reusable: false) }
         case .end:
-            answered()
+            answered(reusable: keepAlive)
         }
     }
 
-    private func answered() {
-        guard let status else { return }
-        state.finish(.init(outcome: .answered(status: status), body: String(buffer: body)))
+    private func answered(reusable: Bool) {
+        guard let status, !state.done else { return }
+        let finished = HealthProbes.Finished(outcome: .answered(status: status), body: String(buffer: body))
+        if reusable, let keep, let context {
+            // Back first, so the probe that follows this one finds it; a probe that takes it
+            // from another thread starts on this loop, after this.
+            keep.pool.put(keep.key, .init(channel: context.channel, handler: NIOLoopBound(self, eventLoop: context.eventLoop)))
+            state.finish(finished, keepOpen: true)
+        } else {
+            state.finish(finished)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if status != nil { answered() } else { state.finish(.init(outcome: .failed(reason: tlsReason() ?? "connection closed before an answer"))) }
+        if let keep { keep.pool.remove(keep.key, context.channel) }
+        if status != nil {
+            answered(reusable: false)
+        } else {
+            state.finish(.init(outcome: .failed(reason: tlsReason() ?? "connection closed before an answer"), retry: reused))
+        }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if status != nil { answered(); return }
+        // An idle kept connection: whatever went wrong, it is closed and forgotten.
+        if state.done { context.close(promise: nil); return }
+        if status != nil { answered(reusable: false); return }
         let reason: String
         if let e = error as? NIOSSLError, case .handshakeFailed = e, let r = tlsReason() {
             reason = r
         } else {
             reason = HealthProbes.describe(error, target: head.headers["Host"].first ?? "")
         }
-        state.finish(.init(outcome: .failed(reason: reason)))
+        let reset = (error as? IOError).map { [ECONNRESET, EPIPE].contains($0.errnoCode) } ?? false
+        state.finish(.init(outcome: .failed(reason: reason), retry: reused && reset))
     }
 
     private func tlsReason() -> String? { tls?.withLockedValue { $0.reason } }

@@ -210,11 +210,18 @@ struct ProbeTests {
                 #expect(r.elapsed < .seconds(2), "a quick page took \(r.elapsed) beside the slow ones")
             }
         }
-        // The timed-out probes closed their connections (nginx is still waiting on PHP).
+        // The timed-out probes closed their connections (nginx is still waiting on PHP); the
+        // quick ones' connections were kept until the end of the "sweep".
+        #expect(quick.connections.idleCount > 0)
+        await quick.closeIdle()
+        await probes.closeIdle()
         #expect(Self.tcpSockets(toPort: h.port).isEmpty, "sockets to nginx left open: \(Self.tcpSockets(toPort: h.port))")
 
-        // 5,000 probes at width 64: all answered, no socket left open.
+        // 5,000 probes at width 64: all answered over at most 64 connections kept alive
+        // between them, none left open once the idle ones are closed.
+        await probes.closeIdle()
         let before = Self.openSockets()
+        let opened = probes.connectionStats.opened
         let started = ContinuousClock.now
         let answered = await withTaskGroup(of: Bool.self) { g in
             var issued = 0, ok = 0
@@ -234,8 +241,11 @@ struct ProbeTests {
             return ok
         }
         let took = ContinuousClock.now - started
-        print("ProbeTests: 5000 HTTP probes at width 64 in \(took)")
+        print("ProbeTests: 5000 HTTP probes at width 64 in \(took), \(probes.connectionStats.opened - opened) connections")
         #expect(answered == 5000)
+        #expect(probes.connectionStats.opened - opened <= 64, "\(probes.connectionStats)")
+        #expect(!Self.tcpSockets(toPort: h.port).isEmpty, "no connection was kept")
+        await probes.closeIdle()
         #expect(Self.tcpSockets(toPort: h.port).isEmpty, "sockets to nginx left open: \(Self.tcpSockets(toPort: h.port))")
         #expect(Self.openSockets() <= before + 4, "sockets before \(before), after \(Self.openSockets())")
         // The same for 1,000 pings.
@@ -278,6 +288,55 @@ struct ProbeTests {
         for _ in 0..<100 where kill(master, 0) == 0 { usleep(20_000) }
         let dead = await probes.fpmPing(socket: sockets[0], path: PoolsCapability.pingPath)
         #expect(dead.outcome == .failed(reason: "connection refused: \(sockets[0])"), "\(dead)")
+    }
+
+    // MARK: kept connections
+
+    @Test("A kept connection the server closed without saying so: the probe is made again on a new one, sent once, and answers")
+    func keptConnectionClosedByServer() async throws {
+        let port = SandboxHarness.freePort()
+        // An answer that allows keep-alive (HTTP/1.1, no Connection: close), then the server
+        // closes the connection, as a server whose keep-alive timeout just passed does.
+        let fake = try await FakeHTTPServer.start(port: port) { _ in .raw("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok") }
+        let probes = HealthProbes(group: group, timeout: .seconds(3))
+        for i in 0..<10 {
+            let r = await probes.http(ProbeAddress("127.0.0.1:\(port)")!, host: "desa\(i).example")
+            #expect(r.outcome == .answered(status: 200) && r.body == "ok", "probe \(i): \(r)")
+        }
+        // Each answer was kept, and each kept connection was found closed (at once, or when
+        // the next probe tried it): ten connections, ten requests, none sent twice.
+        #expect(probes.connectionStats.opened == 10, "\(probes.connectionStats)")
+        #expect(fake.requests.count == 10)
+        await probes.closeIdle()
+        await fake.stop()
+    }
+
+    @Test("nginx reloaded between two probes on kept connections: no probe fails, and no socket is left")
+    func keptConnectionsAcrossReload() async throws {
+        let h = try SandboxHarness("probereload")
+        defer { h.destroy() }
+        try #require(try h.desactl("tenant", "import", try h.bandungSubset(3)).ok)
+        let domains = try h.tenants().map { $0["domain"] as! String }
+        let nginx = ProbeAddress("127.0.0.1:\(h.port)")!
+        let probes = HealthProbes(group: group, timeout: .seconds(3))
+        func burst() async -> [ProbeResult] {
+            await withTaskGroup(of: ProbeResult.self) { g in
+                for i in 0..<32 { g.addTask { await probes.http(nginx, host: domains[i % 3]) } }
+                return await g.reduce(into: []) { $0.append($1) }
+            }
+        }
+        #expect(await burst().allSatisfy { $0.outcome == .answered(status: 200) })
+        #expect(probes.connections.idleCount > 0)
+        // A reload: the old workers close their idle keep-alive connections.
+        let master = try #require(Int32(Support.read(try h.config().nginx.pidFile).trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(master, SIGHUP)
+        for round in 0..<20 {
+            let answers = await burst()
+            #expect(answers.allSatisfy { $0.outcome == .answered(status: 200) }, "round \(round): \(answers.filter { $0.status != 200 })")
+            usleep(25_000)
+        }
+        await probes.closeIdle()
+        #expect(Self.tcpSockets(toPort: h.port).isEmpty, "sockets to nginx left open: \(Self.tcpSockets(toPort: h.port))")
     }
 
     // MARK: HTTPS
