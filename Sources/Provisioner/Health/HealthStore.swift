@@ -57,7 +57,9 @@ public enum HealthStore {
     /// What the database holds: the latest statuses, by subject then check.
     public static func latest(_ db: Database) throws -> [String: [HealthCheck: CheckStatus]] {
         var out: [String: [HealthCheck: CheckStatus]] = [:]
-        for row in try Row.fetchAll(db, sql: "SELECT subject, \"check\", state, reason, since, checkedAt FROM health_check") {
+        // A cursor: a sweep of 5,000 tenants reads 20,000 rows, which need not all be in memory twice.
+        let rows = try Row.fetchCursor(db, sql: "SELECT subject, \"check\", state, reason, since, checkedAt FROM health_check")
+        while let row = try rows.next() {
             guard let check = HealthCheck(rawValue: row["check"]), let state = HealthState(rawValue: row["state"]),
                   let since = Timestamp.parse(row["since"]), let at = Timestamp.parse(row["checkedAt"]) else { continue }
             let subject: String = row["subject"]
@@ -98,13 +100,26 @@ public enum HealthStore {
             for key in change.removed {
                 try db.execute(sql: "DELETE FROM health_check WHERE subject = ? AND \"check\" = ?", arguments: [key.subject, key.check.rawValue])
             }
+            // Rows whose state, reason or since-time changed are written whole; the others
+            // (nearly all, sweep after sweep) only get this sweep's time, in one statement.
+            let upsert = try db.cachedStatement(sql: """
+                INSERT INTO health_check (subject, "check", state, reason, since, checkedAt) VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT(subject, "check") DO UPDATE SET state = excluded.state, reason = excluded.reason,
+                  since = excluded.since, checkedAt = excluded.checkedAt
+                """)
+            var touched = Set<String>()
             for s in change.statuses {
-                try db.execute(sql: """
-                    INSERT INTO health_check (subject, "check", state, reason, since, checkedAt) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(subject, "check") DO UPDATE SET state = excluded.state, reason = excluded.reason,
-                      since = excluded.since, checkedAt = excluded.checkedAt
-                    """, arguments: [s.subject, s.check.rawValue, s.state.rawValue, s.reason, Timestamp.format(s.since), Timestamp.format(s.checkedAt)])
+                touched.insert(s.subject)
+                if let old = previous[s.subject]?[s.check], old.state == s.state, old.reason == s.reason, old.since == s.since { continue }
+                try upsert.execute(arguments: [s.subject, s.check.rawValue, s.state.rawValue, s.reason, Timestamp.format(s.since),
+                                               Timestamp.format(s.checkedAt)])
             }
+            let subjects = String(decoding: try JSONEncoder().encode(touched.sorted()), as: UTF8.self)
+            let skipped = String(decoding: try JSONEncoder().encode(result.skipped.map(\.rawValue)), as: UTF8.self)
+            try db.execute(sql: """
+                UPDATE health_check SET checkedAt = ?1 WHERE checkedAt != ?1
+                  AND subject IN (SELECT value FROM json_each(?2)) AND "check" NOT IN (SELECT value FROM json_each(?3))
+                """, arguments: [Timestamp.format(result.startedAt), subjects, skipped])
             for t in change.transitions {
                 try db.execute(sql: "INSERT INTO health_event (at, subject, \"check\", previous, state, reason) VALUES (?, ?, ?, ?, ?, ?)",
                                arguments: [Timestamp.format(t.at), t.subject, t.check.rawValue, t.previous?.rawValue, t.state.rawValue, t.reason])

@@ -129,4 +129,32 @@ struct HealthLedgerTests {
         let sweep = try #require(try store.queue.read { try HealthStore.lastSweep($0) })
         #expect(sweep.at == Self.t0.addingTimeInterval(269) && sweep.tenants == 1 && sweep.by == "test")
     }
+
+    @Test("the store writes whole only the rows that changed; every check that ran gets the sweep's time, a skipped one keeps its own")
+    func storeRows() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("desa-health-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = try StateStore(path: dir + "/state.sqlite")
+        func record(_ r: SweepResult) throws -> [HealthTransition] { try HealthStore.record(r, by: "test", in: store) }
+        func row(_ subject: String, _ check: HealthCheck) throws -> CheckStatus? {
+            try store.queue.read { try HealthStore.latest($0)[subject]?[check] }
+        }
+        let t = { (s: Int) in Self.t0.addingTimeInterval(Double(s)) }
+        #expect(try record(Self.sweep(0, [Self.kulon: [CheckOutcome(.http, .ok), CheckOutcome(.drift, .ok)]])).isEmpty)
+        let down = try record(Self.sweep(60, [Self.kulon: [CheckOutcome(.http, .down, "HTTP 502"), CheckOutcome(.drift, .ok)]]))
+        #expect(down.map(\.check) == [.http])
+        var skipped = Self.sweep(120, [Self.kulon: [CheckOutcome(.http, .down, "no answer within 5 s")]])
+        skipped.skipped = [.drift]
+        #expect(try record(skipped).isEmpty, "a new reason is not a change")
+        let http = try #require(try row(Self.kulon, .http))
+        #expect(http.since == t(60) && http.checkedAt == t(120) && http.reason == "no answer within 5 s")
+        let drift = try #require(try row(Self.kulon, .drift))
+        #expect(drift.since == t(0) && drift.checkedAt == t(60), "skipped: its last look stands")
+        #expect(try row("", .nginx)?.checkedAt == t(120))
+        // Unchanged for a sweep: only the time moves.
+        #expect(try record(Self.sweep(180, [Self.kulon: [CheckOutcome(.http, .down, "no answer within 5 s"), CheckOutcome(.drift, .ok)]])).isEmpty)
+        let again = try #require(try row(Self.kulon, .http))
+        #expect(again.since == t(60) && again.checkedAt == t(180))
+        #expect(try row(Self.kulon, .drift)?.checkedAt == t(180))
+    }
 }
