@@ -62,6 +62,9 @@ struct AgentCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("desa-agent: error: \(Applier.message(error))\n".utf8))
             throw ExitCode(ExitStatus.of(error))
         }
+        // The agent plans every sweep (drift): a file whose template inputs have not changed
+        // since it was last rendered is not rendered again.
+        engine.renderMemo = RenderMemo()
         let settings = engine.config.health
         // Metrics only when `[metrics] listen` says where (off by default).
         let metrics = engine.config.metrics.listen.isEmpty ? nil : AgentMetrics()

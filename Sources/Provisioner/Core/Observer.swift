@@ -1,7 +1,43 @@
+import Crypto
 import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// What a plan needs to know of a config file on the server: the SHA-256 of its bytes and
+/// the tenant its desa header names (nil: not desa's). A plan compares digests, so the
+/// files of 5,000 tenants need not all be held in memory at once.
+public struct SeenFile: Sendable, Equatable {
+    public var digest: Digest
+    public var owner: String?
+
+    public init(digest: Digest, owner: String?) { self.digest = digest; self.owner = owner }
+
+    public init<B: Sequence>(bytes: B) where B.Element == UInt8 {
+        let all = Array(bytes)
+        digest = Digest(of: all)
+        let first = all.prefix { $0 != 10 }
+        owner = Renderer.managedTenant(ofFileContent: String(decoding: first, as: UTF8.self)[...])
+    }
+
+    public init(_ content: String) { self.init(bytes: content.utf8) }
+
+    /// Whether the file holds exactly `content`.
+    public func holds(_ content: String) -> Bool { Digest(of: Array(content.utf8)) == digest }
+}
+
+/// A SHA-256 digest as four words: hashable, sendable, 32 bytes inline.
+public struct Digest: Hashable, Sendable {
+    let a: UInt64, b: UInt64, c: UInt64, d: UInt64
+
+    public init(of bytes: [UInt8]) { self.init(SHA256.hash(data: bytes)) }
+
+    init(_ h: SHA256Digest) {
+        var w: [UInt64] = [0, 0, 0, 0]
+        h.withUnsafeBytes { raw in w.withUnsafeMutableBytes { $0.copyMemory(from: raw) } }
+        a = w[0]; b = w[1]; c = w[2]; d = w[3]
+    }
+}
 
 public struct FileStat: Sendable, Equatable {
     public var uid: Int
@@ -16,6 +52,8 @@ public protocol Observing {
     func users(prefix: String) throws -> [String: SystemUser]
     /// Every `*.conf` file in the given directories, by path, with its content.
     func configFiles(in dirs: [String]) -> [String: String]
+    /// The same files, each as its digest and owner.
+    func seenFiles(in dirs: [String]) -> [String: SeenFile]
     func stat(_ path: String) -> FileStat?
     /// How many processes run with each of these UIDs (only UIDs with any are returned).
     func processCounts(uids: Set<Int>) -> [Int: Int]
@@ -24,6 +62,8 @@ public protocol Observing {
 }
 
 extension Observing {
+    public func seenFiles(in dirs: [String]) -> [String: SeenFile] { configFiles(in: dirs).mapValues { SeenFile($0) } }
+
     /// The stat of each path that exists.
     public func stats(_ paths: [String]) -> [String: FileStat] {
         var out: [String: FileStat] = [:]
@@ -51,6 +91,20 @@ public struct SystemObserver: Observing {
             for n in names where n.hasSuffix(".conf") && !n.hasPrefix(".") {
                 let p = d + "/" + n
                 if let text = AtomicFiles.read(p) { out[p] = text }
+            }
+        }
+        return out
+    }
+
+    /// One file at a time: read, digested, let go.
+    public func seenFiles(in dirs: [String]) -> [String: SeenFile] {
+        var out: [String: SeenFile] = [:]
+        for d in dirs {
+            guard let names = try? FileManager.default.contentsOfDirectory(atPath: d) else { continue }
+            out.reserveCapacity(out.count + names.count)
+            for n in names where n.hasSuffix(".conf") && !n.hasPrefix(".") {
+                let p = d + "/" + n
+                if let bytes = AtomicFiles.readBytes(p) { out[p] = SeenFile(bytes: bytes) }
             }
         }
         return out

@@ -235,10 +235,15 @@ extension Step {
     /// there; a fail step when the file is someone else's (no desa header for `tenant`).
     public static func write(_ path: String, _ content: String, service: String, tenant: String, existing: String?,
                              blame: [String] = []) -> Step? {
-        if let existing, Renderer.managedTenant(ofFileContent: existing[...]) != tenant {
+        write(path, content, service: service, tenant: tenant, existing: existing.map { SeenFile($0) }, blame: blame)
+    }
+
+    public static func write(_ path: String, _ content: String, service: String, tenant: String, existing: SeenFile?,
+                             blame: [String] = []) -> Step? {
+        if let existing, existing.owner != tenant {
             return .fail(tenant, "\(path) exists and is not managed by desa for this tenant; refusing to overwrite it")
         }
-        if existing == content { return nil }
+        if let existing, existing.holds(content) { return nil }
         return Step(tenant, existing == nil ? "create-config" : "update-config", .files,
                     .managed(ManagedFile(path: path, content: content, service: service, blame: blame)))
     }
@@ -249,8 +254,13 @@ extension Step {
 /// unless their removal was asked for. Files without desa's header are never touched.
 public func orphanSteps(_ files: [String: String], service: String, known: Set<String>, removeUnknown: Bool,
                         into out: inout CapabilityPlan) {
-    for (path, text) in files.sorted(by: { $0.key < $1.key }) {
-        guard let owner = Renderer.managedTenant(ofFileContent: text[...]) else { continue }
+    orphanSteps(files.mapValues { SeenFile($0) }, service: service, known: known, removeUnknown: removeUnknown, into: &out)
+}
+
+public func orphanSteps(_ files: [String: SeenFile], service: String, known: Set<String>, removeUnknown: Bool,
+                        into out: inout CapabilityPlan) {
+    for (path, seen) in files.sorted(by: { $0.key < $1.key }) {
+        guard let owner = seen.owner else { continue }
         guard known.contains(owner) || removeUnknown else {
             out.unknown.append("config \(path) of tenant \(owner)"); continue
         }

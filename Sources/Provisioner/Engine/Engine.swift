@@ -47,7 +47,11 @@ public final class Engine: @unchecked Sendable {
     /// Every service the capabilities declare.
     public var serviceSpecs: [ServiceSpec] { Capabilities.services(config, capabilities) }
 
-    func renderer() throws -> Renderer { try Renderer(config: config) }
+    /// Renders remembered from one plan to the next (the agent's drift looks set one);
+    /// nil: every plan renders every file.
+    public var renderMemo: RenderMemo?
+
+    func renderer() throws -> Renderer { try Renderer(config: config, memo: renderMemo) }
 
     var planner: Planner {
         Planner(capabilities: capabilities, observer: SystemObserver(users: context.users))

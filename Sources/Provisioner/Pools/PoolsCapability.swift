@@ -6,7 +6,7 @@ import Foundation
 public struct PoolsCapability: Capability {
     public struct Observation: Sendable {
         /// This capability's files in every pool directory (`<user>.conf`), by path.
-        public var files: [String: String]
+        public var files: [String: SeenFile]
         public var stats: [String: FileStat]
     }
 
@@ -40,7 +40,7 @@ public struct PoolsCapability: Capability {
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
         let stats = host.stats(baseDirectories(d.config).map(\.path))
         let prefix = d.config.userPrefix
-        let files = host.configFiles(in: Array(Set(d.config.php.versions.values.map(\.poolDir))).sorted())
+        let files = host.seenFiles(in: Array(Set(d.config.php.versions.values.map(\.poolDir))).sorted())
             .filter { Self.isPoolName(($0.key as NSString).lastPathComponent, prefix: prefix) }
         return Observation(files: files, stats: stats)
     }
@@ -54,8 +54,8 @@ public struct PoolsCapability: Capability {
                 let php = try d.config.php.version(t.php)
                 let path = php.poolDir + "/" + t.userName(prefix: d.config.userPrefix) + ".conf"
                 let existing = files.removeValue(forKey: path)
-                let content = try d.renderer.pool(t, aliases: d.aliases[t.code] ?? [])
-                if let s = Step.write(path, content, service: ServiceSpec.phpFPM(t.php, d.config).name, tenant: t.code, existing: existing,
+                if let content = try d.renderer.pool(t, aliases: d.aliases[t.code] ?? [], unlessEqualTo: existing),
+                   let s = Step.write(path, content, service: ServiceSpec.phpFPM(t.php, d.config).name, tenant: t.code, existing: existing,
                                       blame: ["[pool \(t.userName(prefix: d.config.userPrefix))]", t.home(d.config) + "/"]) {
                     out.steps.append(s)
                 }

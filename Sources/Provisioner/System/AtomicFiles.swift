@@ -99,6 +99,11 @@ public enum AtomicFiles {
     /// files of /proc (which say their size is 0) come whole: Foundation's
     /// `contents(atPath:)` returned only the first 4 KiB of /proc/net/unix.
     public static func read(_ path: String) -> String? {
+        readBytes(path).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// A file's bytes, read whole (as `read`).
+    public static func readBytes(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -111,7 +116,7 @@ public enum AtomicFiles {
             if n == 0 { break }
             out.append(contentsOf: buf[0..<n])
         }
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 }
 

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import Mustache
 
@@ -15,9 +16,15 @@ public struct Renderer: @unchecked Sendable {
     private var templates: [String: Result<MustacheTemplate, DesaError>] = [:]
     /// Every template that compiled, so templates can include `{{> partials/NAME}}`.
     private var library = MustacheLibrary()
+    /// Renders remembered across plans (`RenderMemo`), or nil.
+    let memo: RenderMemo?
+    /// SHA-256 of every template's name and text: part of each memo key, so an edited
+    /// template is rendered again.
+    private(set) var fingerprint: [UInt8] = []
 
-    public init(config: Config) throws {
+    public init(config: Config, memo: RenderMemo? = nil) throws {
         self.config = config
+        self.memo = memo
         var sources: [String: String] = [:]
         for dir in [config.templates, config.operatorTemplates].compactMap({ $0 }) {
             for (name, path) in Self.templateFiles(in: dir) { sources[name] = path }
@@ -26,9 +33,11 @@ public struct Renderer: @unchecked Sendable {
         where sources[required] == nil {
             throw DesaError(.config, "template \(required).mustache not found in \(config.templates); set paths.templates to the templates/ directory of desa")
         }
-        for (name, path) in sources {
+        var everything = SHA256()
+        for (name, path) in sources.sorted(by: { $0.key < $1.key }) {
             do {
                 var text = AtomicFiles.read(path) ?? ""
+                everything.update(data: Data((name + "\u{0}" + text + "\u{0}").utf8))
                 // Config files are not HTML: no HTML escaping (every value passed the
                 // name grammars), which also halves the cost of a plan.
                 if !name.hasPrefix("pages/") { text = "{{% CONTENT_TYPE: TEXT}}" + text }
@@ -39,6 +48,7 @@ public struct Renderer: @unchecked Sendable {
                 templates[name] = .failure(DesaError(.invalidInput, "template \(path) does not compile: \(error)"))
             }
         }
+        fingerprint = Array(everything.finalize())
     }
 
     static func templateFiles(in dir: String) -> [(String, String)] {
@@ -186,6 +196,18 @@ public struct Renderer: @unchecked Sendable {
         guard found == 1, exact == 1 else {
             throw DesaError.invalid("template \(template) must contain exactly one 'disable_symlinks if_not_owner;' (include {{> partials/hardening}} in its server block)")
         }
+    }
+
+    /// The vhost, or nil when `existing` already holds exactly it (see `RenderMemo`).
+    public func vhost(_ t: Tenant, aliases: [String], tls: [TLSServe], unlessEqualTo existing: SeenFile?) throws -> String? {
+        try rendered("vhost", try context(t, aliases: aliases),
+                     extra: [t.desired.rawValue, t.template] + tls.flatMap { [$0.certificate, $0.key] + $0.names + ["|"] },
+                     existing: existing) { try vhost(t, aliases: aliases, tls: tls) }
+    }
+
+    /// The pool, or nil when `existing` already holds exactly it.
+    public func pool(_ t: Tenant, aliases: [String], unlessEqualTo existing: SeenFile?) throws -> String? {
+        try rendered("pool", try context(t, aliases: aliases), extra: [], existing: existing) { try pool(t, aliases: aliases) }
     }
 
     public func pool(_ t: Tenant, aliases: [String]) throws -> String {

@@ -7,7 +7,7 @@ public struct VhostsCapability: Capability {
     public struct Observation: Sendable {
         public var stats: [String: FileStat]
         /// This capability's files in the sites directory (`<slug>.conf`), by path.
-        public var files: [String: String]
+        public var files: [String: SeenFile]
     }
 
     public init() {}
@@ -35,7 +35,7 @@ public struct VhostsCapability: Capability {
 
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
         let stats = host.stats(baseDirectories(d.config).map(\.path))
-        let files = host.configFiles(in: [d.config.nginx.sitesDir]).filter { Self.isVhostName(($0.key as NSString).lastPathComponent) }
+        let files = host.seenFiles(in: [d.config.nginx.sitesDir]).filter { Self.isVhostName(($0.key as NSString).lastPathComponent) }
         return Observation(stats: stats, files: files)
     }
 
@@ -48,9 +48,10 @@ public struct VhostsCapability: Capability {
             let path = d.config.nginx.sitesDir + "/" + t.slug + ".conf"
             let existing = files.removeValue(forKey: path)
             do {
-                let content = try d.renderer.vhost(t, aliases: d.aliases[t.code] ?? [], tls: d.tls[t.code] ?? [])
-                if let s = Step.write(path, content, service: nginx, tenant: t.code, existing: existing,
-                                      blame: [t.home(d.config) + "/"]) { out.steps.append(s) }
+                if let content = try d.renderer.vhost(t, aliases: d.aliases[t.code] ?? [], tls: d.tls[t.code] ?? [], unlessEqualTo: existing),
+                   let s = Step.write(path, content, service: nginx, tenant: t.code, existing: existing, blame: [t.home(d.config) + "/"]) {
+                    out.steps.append(s)
+                }
             } catch {
                 out.steps.append(.fail(t.code, Applier.message(error)))
             }
