@@ -46,6 +46,7 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        ProcessMemory.tuneForSweeps()
         let path = Config.resolvedPath(config)
         var logger = Logger(label: "desa-agent") { _ in StderrLogHandler(program: "desa-agent") }
         // Under systemd stderr already goes to the journal, where every report is
@@ -53,7 +54,7 @@ struct AgentCommand: AsyncParsableCommand {
         logger.logLevel = ProcessInfo.processInfo.environment["JOURNAL_STREAM"] == nil ? .notice : .critical
         let engine: Engine
         do {
-            engine = try Engine(config: try Config.load(path: path), logger: logger, actor: "desa-agent")
+            engine = try Engine(config: try Config.load(path: path), logger: logger, actor: "desa-agent", stateCacheKiB: 256)
             #if DEBUG
             // Tests only: DESA_TEST_NOW moves the clock (certificate renewals, days left).
             if let t = try TimeSource.testOverride() { engine.time = t }

@@ -53,6 +53,8 @@ final class HealthRounds: Sendable {
     func tick(_ count: Int) async throws {
         let r = try await round()
         ServiceNotify.send((count == 0 ? "READY=1\n" : "") + "STATUS=" + r.summary)
+        // What the sweep freed goes back to the kernel before the agent waits for the next.
+        ProcessMemory.trim()
     }
 }
 

@@ -47,3 +47,12 @@ extern int posix_spawn_file_actions_addchdir_np(posix_spawn_file_actions_t *, co
 static inline int desa_spawn_chdir(posix_spawn_file_actions_t *fa, const char *dir) {
     return posix_spawn_file_actions_addchdir_np(fa, dir);
 }
+
+/* glibc's malloc tuning (malloc.h is not in Swift's Glibc module): the agent limits its
+   arenas and hands freed memory back after each sweep. */
+#include <malloc.h>
+static inline int desa_malloc_arena_max(int n) { return mallopt(M_ARENA_MAX, n); }
+static inline int desa_malloc_mmap_threshold(int bytes) {
+    return mallopt(M_MMAP_THRESHOLD, bytes) && mallopt(M_TRIM_THRESHOLD, bytes);
+}
+static inline int desa_malloc_trim(void) { return malloc_trim(0); }

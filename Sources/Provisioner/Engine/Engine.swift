@@ -24,14 +24,14 @@ public final class Engine: @unchecked Sendable {
 
     public init(config: Config, runner: ProcessRunning = SystemProcessRunner(), journal: JournalWriting = SystemJournal(),
                 logger: Logger = Logger(label: "desa"), progress: ProgressReporting = SilentProgress(),
-                actor: String = Engine.currentActor()) throws {
+                actor: String = Engine.currentActor(), stateCacheKiB: Int = 2000) throws {
         self.config = config
         self.runner = runner
         self.journal = journal
         self.logger = logger
         self.progress = progress
         self.actor = actor
-        store = try StateStore(path: config.databasePath)
+        store = try StateStore(path: config.databasePath, cacheKiB: stateCacheKiB)
     }
 
     /// Who runs the command: the sudo caller if any, else the effective user.

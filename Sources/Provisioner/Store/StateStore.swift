@@ -8,7 +8,10 @@ public final class StateStore: @unchecked Sendable {
     public let queue: DatabasePool
     public let path: String
 
-    public init(path: String) throws {
+    /// `cacheKiB`: SQLite's page cache per connection (its default is about 2 MB). The
+    /// agent asks for less: the file is in the kernel's cache anyway, and a sweep reads on
+    /// three connections at once.
+    public init(path: String, cacheKiB: Int = 2000) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
@@ -17,6 +20,8 @@ public final class StateStore: @unchecked Sendable {
         defer { umask(old) }
         var config = Configuration()
         config.busyMode = .timeout(30)
+        let pages = "PRAGMA cache_size = -\(max(64, cacheKiB))"
+        config.prepareDatabase { db in try db.execute(sql: pages) }
         do {
             queue = try DatabasePool(path: path, configuration: config)
         } catch {
