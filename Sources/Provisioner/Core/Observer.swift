@@ -85,26 +85,23 @@ public struct SystemObserver: Observing {
     }
 
     public func configFiles(in dirs: [String]) -> [String: String] {
-        var out: [String: String] = [:]
-        for d in dirs {
-            guard let names = try? FileManager.default.contentsOfDirectory(atPath: d) else { continue }
-            for n in names where n.hasSuffix(".conf") && !n.hasPrefix(".") {
-                let p = d + "/" + n
-                if let text = AtomicFiles.read(p) { out[p] = text }
-            }
-        }
-        return out
+        eachConfigFile(in: dirs) { AtomicFiles.read($0) }
     }
 
     /// One file at a time: read, digested, let go.
     public func seenFiles(in dirs: [String]) -> [String: SeenFile] {
-        var out: [String: SeenFile] = [:]
+        eachConfigFile(in: dirs) { AtomicFiles.readBytes($0).map { SeenFile(bytes: $0) } }
+    }
+
+    /// `look` of every `*.conf` file (not hidden) in `dirs`, by path; files it gives nil for are left out.
+    private func eachConfigFile<T>(in dirs: [String], _ look: (String) -> T?) -> [String: T] {
+        var out: [String: T] = [:]
         for d in dirs {
             guard let names = try? FileManager.default.contentsOfDirectory(atPath: d) else { continue }
             out.reserveCapacity(out.count + names.count)
             for n in names where n.hasSuffix(".conf") && !n.hasPrefix(".") {
                 let p = d + "/" + n
-                if let bytes = AtomicFiles.readBytes(p) { out[p] = SeenFile(bytes: bytes) }
+                if let v = look(p) { out[p] = v }
             }
         }
         return out
