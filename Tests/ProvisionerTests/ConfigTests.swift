@@ -6,18 +6,12 @@ import Testing
 /// takes for `[example]` to decode, validate, encode and compare.
 struct ExampleSettings: ConfigSection {
     static let name = "example"
-    var greeting = "halo"
-    var retries = 3
+    @Setting("greeting", "what to say") var greeting = "halo"
+    @Setting("retries", "how many times to try") var retries = 3
 
     init() {}
-
-    enum CodingKeys: String, CodingKey { case greeting, retries }
-
-    init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        greeting = try c.decodeIfPresent(String.self, forKey: .greeting) ?? d.greeting
-        retries = try c.decodeIfPresent(Int.self, forKey: .retries) ?? d.retries
-    }
+    init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     func validate(in config: Config) throws {
         if retries < 0 { throw DesaError(.config, "example.retries must not be negative (got \(retries))") }
@@ -228,5 +222,28 @@ struct ConfigTests {
         #expect(bad.status == 1)
         #expect(bad.stdout.isEmpty)
         #expect(bad.stderr == "desactl: error: \(dir)/bad.toml: unknown key nginx.sites_dri (did you mean sites_dir?)\n")
+    }
+
+    @Test("every key is declared once: its documentation reaches config check, config reference and the README")
+    func reference() throws {
+        let reference = Config.reference()
+        // Every key of every section, with its default and its line of documentation.
+        #expect(reference.contains("sites_dir = \"/etc/nginx/desa\"    # where the tenants' server blocks go"), "\(reference)")
+        #expect(reference.contains("[php.versions.\"8.2\"]"))
+        #expect(reference.contains("binary = \"/usr/sbin/php-fpm8.2\"  # php-fpm's executable"))
+        #expect(try Config.parse(reference) == Config(), "the reference is itself the default config")
+        for section in [RegencySettings.self, PathSettings.self, UserSettings.self] as [any ConfigSection.Type] + ConfigSections.registered {
+            for key in section.reference.filter({ $0.value != nil }).map(\.key) {
+                #expect(reference.contains("\n\(key) = "), "\(section.name).\(key) is not documented")
+            }
+            #expect(section.reference.allSatisfy { !$0.doc.isEmpty }, "\(section.name) has a key without documentation")
+        }
+        // The README's config table is what desactl config reference prints (this process
+        // may have registered test sections of its own, so the binary is asked).
+        let printed = try SystemProcessRunner().run([Support.desactl, "config", "reference"])
+        #expect(printed.ok && printed.stdout.hasPrefix("mode = \"production\""))
+        let readme = Support.read(Support.packageRoot.path + "/README.md")
+        #expect(readme.contains("```toml\n" + printed.stdout + "```"),
+                "README.md's config table differs from `desactl config reference`; paste its output into the README")
     }
 }

@@ -103,7 +103,10 @@ public struct Config: Sendable, Equatable, Codable {
 
     func validate(source: String) throws {
         for s in [regency, paths, users] as [any ConfigSection] + allSections {
-            do { try s.validate(in: self) } catch let e as DesaError {
+            do {
+                try s.checkSettings(type(of: s).name)
+                try s.validate(in: self)
+            } catch let e as DesaError {
                 throw DesaError(.config, "\(source): \(e.message)")
             }
         }

@@ -1,18 +1,19 @@
 import Foundation
 
-/// One `[name]` table of desa.toml, owned by one capability. A section decodes strictly
-/// (an unknown key or a wrong type is an error naming the key), takes `init()` as its
-/// defaults for whatever the file leaves out, and checks its values in `validate(in:)`.
+/// One `[name]` table of desa.toml, owned by one capability. Its keys are `@Setting`s,
+/// each declared once (name, type, default, documentation, rule); from them it decodes
+/// strictly (an unknown key or a wrong type is an error naming the key), takes `init()`
+/// as its defaults for whatever the file leaves out, encodes, and is documented by
+/// `desactl config reference`. Checks that span keys go in `validate(in:)`.
 ///
 /// A capability declares its section in `Capability.settings`; `Config` itself does not
-/// change. `init(from:)` should fill missing keys from `init()`
-/// (`decodeIfPresent(...) ?? defaults.x`): a missing key is never an error unless the
-/// section says so.
-public protocol ConfigSection: Codable, Sendable, Equatable {
+/// change. A section's `Codable` is two lines:
+///
+///     public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+///     public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
+public protocol ConfigSection: SettingsTable {
     /// The table's name in desa.toml, e.g. `nginx` for `[nginx]`.
     static var name: String { get }
-    /// The defaults: what an absent section means.
-    init()
     /// Refuses values that decode but make no sense; throws `DesaError(.config, "<key> ...")`
     /// naming the key as it is spelt in the file (`nginx.listen`). `config` gives the other
     /// sections, for checks that span them.
@@ -20,6 +21,8 @@ public protocol ConfigSection: Codable, Sendable, Equatable {
 }
 
 extension ConfigSection {
+    public func validate(in config: Config) throws {}
+
     func isEqual(to other: any ConfigSection) -> Bool {
         guard let o = other as? Self else { return false }
         return self == o
@@ -52,7 +55,7 @@ public enum ConfigSections {
 
 /// A config value that is one of a few words (`mode = "sandbox"`); decoding another word
 /// is an error listing them: `mode must be sandbox or production (got "cloud")`.
-public protocol ConfigEnum: RawRepresentable, CaseIterable, Codable, Sendable where RawValue == String {}
+public protocol ConfigEnum: RawRepresentable, CaseIterable, SettingValue where RawValue == String {}
 
 extension ConfigEnum {
     public init(from decoder: Decoder) throws {
@@ -71,14 +74,3 @@ extension ConfigEnum {
     }
 }
 
-extension KeyedDecodingContainer {
-    /// The value at `key`, or `fallback` when the file leaves it out.
-    func value<T: Decodable>(_ key: Key, or fallback: @autoclosure () -> T) throws -> T {
-        try decodeIfPresent(T.self, forKey: key) ?? fallback()
-    }
-
-    /// A path that may be empty in the file, meaning "none".
-    func optionalPath(_ key: Key) throws -> String? {
-        try decodeIfPresent(String.self, forKey: key).flatMap { $0.isEmpty ? nil : $0 }
-    }
-}

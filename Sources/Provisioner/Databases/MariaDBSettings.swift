@@ -9,29 +9,33 @@ public struct MariaDBSettings: ConfigSection {
     /// (`desa_3204082001`, always valid) or the tenant's slug (`desa_cileunyi_kulon`).
     public enum Naming: String, ConfigEnum { case code, slug }
 
-    /// Whether tenants may have databases (`db create`, `--with-db`): off by default, so a
-    /// server without MariaDB never asks for one.
+    @Setting("enabled", "true: tenants may have databases (db create, --with-db); off, a server without MariaDB is never asked")
     public var enabled = false
-    /// The server's Unix socket; `""` in the file: use `host` and `port`.
+    @Setting("socket", "the server's Unix socket; \"\": use host and port", .path)
     public var socket: String? = "/run/mysqld/mysqld.sock"
+    @Setting("host", "the server's address on this host, without a socket")
     public var host = "127.0.0.1"
+    @Setting("port", "the server's TCP port")
     public var port = 3306
-    /// The administrator desa signs in as. Without `admin_credentials` that is the
-    /// server's unix-socket authentication as root (Debian's default for `root`).
+    @Setting("admin_user", "the administrator desa signs in as, by unix-socket authentication unless admin_credentials")
     public var adminUser = "root"
-    /// A file (mode 0600, root's) in MySQL's option-file form with `user` and `password`
-    /// under `[client]`; `""`: unix-socket authentication.
+    @Setting("admin_credentials", "a 0600 option file with user= and password= under [client]; \"\": unix-socket authentication", .path)
     public var adminCredentials: String? = nil
+    @Setting("naming", "database and user names from the village \"code\" (always valid) or the \"slug\"")
     public var naming = Naming.code
-    /// What database and user names start with: lowercase letters, digits and `_`.
+    @Setting("prefix", "what database and user names start with: lowercase letters, digits, _")
     public var prefix = "desa_"
+    @Setting("dump_binary", "mariadb-dump, for the dump a deleted database leaves in the archive", .path)
     public var dumpBinary = "/usr/bin/mariadb-dump"
+    @Setting("client_binary", "the mariadb client", .path)
     public var clientBinary = "/usr/bin/mariadb"
-    /// The systemd unit of the server; `""`: desactl runs mariadbd itself (a sandbox).
+    @Setting("service", "the server's systemd unit; \"\": desactl runs mariadbd itself (a sandbox)", .unit)
     public var service = "mariadb"
-    /// The server's binary, data directory and pid file (a sandbox starts it with these).
+    @Setting("server_binary", "mariadbd (this and the next two: how a sandbox runs its own server)", .path)
     public var serverBinary = "/usr/sbin/mariadbd"
+    @Setting("data_dir", "the server's data directory", .path)
     public var dataDir = "/var/lib/mysql"
+    @Setting("pid_file", "the server's pid file", .path)
     public var pidFile = "/run/mysqld/mysqld.pid"
 
     public init() {}
@@ -42,47 +46,8 @@ public struct MariaDBSettings: ConfigSection {
         return .tcp(host: host, port: port)
     }
 
-    enum CodingKeys: String, CodingKey {
-        case enabled, socket, host, port, adminUser = "admin_user", adminCredentials = "admin_credentials", naming, prefix
-        case dumpBinary = "dump_binary", clientBinary = "client_binary", service
-        case serverBinary = "server_binary", dataDir = "data_dir", pidFile = "pid_file"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        enabled = try c.value(.enabled, or: d.enabled)
-        socket = try c.contains(.socket) ? c.optionalPath(.socket) : d.socket
-        host = try c.value(.host, or: d.host)
-        port = try c.value(.port, or: d.port)
-        adminUser = try c.value(.adminUser, or: d.adminUser)
-        adminCredentials = try c.optionalPath(.adminCredentials)
-        naming = try c.value(.naming, or: d.naming)
-        prefix = try c.value(.prefix, or: d.prefix)
-        dumpBinary = try c.value(.dumpBinary, or: d.dumpBinary)
-        clientBinary = try c.value(.clientBinary, or: d.clientBinary)
-        service = try c.value(.service, or: d.service)
-        serverBinary = try c.value(.serverBinary, or: d.serverBinary)
-        dataDir = try c.value(.dataDir, or: d.dataDir)
-        pidFile = try c.value(.pidFile, or: d.pidFile)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(enabled, forKey: .enabled)
-        try c.encode(socket ?? "", forKey: .socket)
-        try c.encode(host, forKey: .host)
-        try c.encode(port, forKey: .port)
-        try c.encode(adminUser, forKey: .adminUser)
-        try c.encode(adminCredentials ?? "", forKey: .adminCredentials)
-        try c.encode(naming, forKey: .naming)
-        try c.encode(prefix, forKey: .prefix)
-        try c.encode(dumpBinary, forKey: .dumpBinary)
-        try c.encode(clientBinary, forKey: .clientBinary)
-        try c.encode(service, forKey: .service)
-        try c.encode(serverBinary, forKey: .serverBinary)
-        try c.encode(dataDir, forKey: .dataDir)
-        try c.encode(pidFile, forKey: .pidFile)
-    }
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     /// The longest a database or user name may be: MariaDB allows 64 characters for a
     /// database and 80 for a user; desa keeps both within MySQL's 32 for users.
@@ -90,11 +55,6 @@ public struct MariaDBSettings: ConfigSection {
 
     public func validate(in config: Config) throws {
         func fail(_ m: String) -> DesaError { DesaError(.config, m) }
-        var paths = [("mariadb.dump_binary", dumpBinary), ("mariadb.client_binary", clientBinary),
-                     ("mariadb.server_binary", serverBinary), ("mariadb.data_dir", dataDir), ("mariadb.pid_file", pidFile)]
-        if let s = socket { paths.append(("mariadb.socket", s)) }
-        if let a = adminCredentials { paths.append(("mariadb.admin_credentials", a)) }
-        try PathGrammar.check(paths)
         guard DatabaseNames.isName(prefix, allowEmpty: true), prefix.count <= 16 else {
             throw fail("mariadb.prefix \(Quote.show(prefix)) must be up to 16 lowercase letters, digits or _")
         }
@@ -105,7 +65,6 @@ public struct MariaDBSettings: ConfigSection {
         guard DatabaseNames.isName(adminUser, allowEmpty: false) else {
             throw fail("mariadb.admin_user \(Quote.show(adminUser)) must be lowercase letters, digits or _")
         }
-        if !Config.isUnitName(service) { throw fail("mariadb.service \(Quote.show(service)) is not a systemd unit name") }
     }
 }
 

@@ -5,62 +5,29 @@ import Foundation
 public struct HealthSettings: ConfigSection {
     public static let name = "health"
 
-    /// Seconds between two sweeps of the agent.
+    @Setting("interval", "seconds between the agent's sweeps")
     public var interval = 60
-    /// Seconds one check may take (a connection, a TLS handshake, an answer); a tenant that
-    /// hangs is down after this long, and delays no other tenant.
+    @Setting("timeout", "seconds one check may take; a tenant that hangs is down after this long and delays no other")
     public var timeout = 5.0
-    /// How many tenants are checked at once.
+    @Setting("concurrency", "tenants checked at once")
     public var concurrency = 64
-    /// A certificate with fewer days left than this is degraded (renewal should have
-    /// happened by then).
+    @Setting("certificate_warning_days", "a certificate with fewer days left is degraded")
     public var certificateWarningDays = 14
-    /// Free space, in percent, under which the web root's or the state directory's file
-    /// system is degraded, and under which it is down.
+    @Setting("disk_warning_percent", "free space (percent) of the web root's or state directory's file system under which it is degraded")
     public var diskWarningPercent = 10.0
+    @Setting("disk_down_percent", "free space (percent) under which it is down")
     public var diskDownPercent = 2.0
-    /// How many changes of state the state database keeps.
+    @Setting("history", "changes of state kept in the state database")
     public var history = HealthStore.defaultHistoryLimit
-    /// Whether the agent repairs drift itself (a `desactl apply` after a sweep that
-    /// found some); otherwise drift is only reported.
+    @Setting("repair_drift", "true: the agent runs desactl apply when a sweep finds drift; false: drift is only reported")
     public var repairDrift = false
-    /// Seconds between the agent's certificate renewals (what `desactl cert renew --due`
-    /// does), when `[tls]` is enabled; 0: the agent renews nothing.
+    @Setting("renew_interval", "seconds between the agent's certificate renewals when [tls] is on; 0: none")
     public var renewInterval = 3600
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case interval, timeout, concurrency, certificateWarningDays = "certificate_warning_days"
-        case diskWarningPercent = "disk_warning_percent", diskDownPercent = "disk_down_percent", history
-        case repairDrift = "repair_drift", renewInterval = "renew_interval"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        interval = try c.value(.interval, or: d.interval)
-        timeout = try c.value(.timeout, or: d.timeout)
-        concurrency = try c.value(.concurrency, or: d.concurrency)
-        certificateWarningDays = try c.value(.certificateWarningDays, or: d.certificateWarningDays)
-        diskWarningPercent = try c.value(.diskWarningPercent, or: d.diskWarningPercent)
-        diskDownPercent = try c.value(.diskDownPercent, or: d.diskDownPercent)
-        history = try c.value(.history, or: d.history)
-        repairDrift = try c.value(.repairDrift, or: d.repairDrift)
-        renewInterval = try c.value(.renewInterval, or: d.renewInterval)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(interval, forKey: .interval)
-        try c.encode(timeout, forKey: .timeout)
-        try c.encode(concurrency, forKey: .concurrency)
-        try c.encode(certificateWarningDays, forKey: .certificateWarningDays)
-        try c.encode(diskWarningPercent, forKey: .diskWarningPercent)
-        try c.encode(diskDownPercent, forKey: .diskDownPercent)
-        try c.encode(history, forKey: .history)
-        try c.encode(repairDrift, forKey: .repairDrift)
-        try c.encode(renewInterval, forKey: .renewInterval)
-    }
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     public func validate(in config: Config) throws {
         func fail(_ m: String) -> DesaError { DesaError(.config, m) }

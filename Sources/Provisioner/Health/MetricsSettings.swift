@@ -9,8 +9,7 @@ import Glibc
 public struct MetricsSettings: ConfigSection {
     public static let name = "metrics"
 
-    /// Where the agent serves `/metrics`: `127.0.0.1:9464`, `[::1]:9464` or
-    /// `unix:/run/desa/metrics.sock`; empty (the default): no endpoint.
+    @Setting("listen", "desa-agent's Prometheus /metrics: \"127.0.0.1:9464\", \"[::1]:9464\" or \"unix:/run/desa/metrics.sock\" (0660 root); loopback only, the series name every village; \"\": off")
     public var listen = ""
 
     public init() {}
@@ -18,17 +17,8 @@ public struct MetricsSettings: ConfigSection {
     /// The parsed `listen`, or nil when metrics are off.
     public var address: MetricsListen? { try? MetricsListen.parse(listen) }
 
-    enum CodingKeys: String, CodingKey { case listen }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        listen = try c.value(.listen, or: d.listen)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(listen, forKey: .listen)
-    }
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     public func validate(in config: Config) throws {
         let a = try MetricsListen.parse(listen, key: "metrics.listen")

@@ -3,15 +3,22 @@
 public struct PHPSettings: ConfigSection {
     public static let name = "php"
 
-    /// One installed PHP-FPM. Every key but `service` is required in the file.
-    public struct Version: Codable, Sendable, Equatable {
-        public var binary: String
-        public var mainConf: String
-        public var poolDir: String
-        public var socketDir: String
-        public var pidFile: String
-        /// The systemd unit; `""`: desactl runs php-fpm itself (a sandbox). Defaults to `phpX.Y-fpm`.
-        public var service: String
+    /// One installed PHP-FPM, `[php.versions."X.Y"]`. Every key but `service` is required.
+    public struct Version: SettingsTable {
+        @Setting("binary", "php-fpm's executable", .required, .path)
+        public var binary = ""
+        @Setting("main_conf", "its main configuration file", .required, .path)
+        public var mainConf = ""
+        @Setting("pool_dir", "where the tenants' pools go (php-fpm.conf includes *.conf from here)", .required, .path)
+        public var poolDir = ""
+        @Setting("socket_dir", "where the pools' sockets go", .required, .path)
+        public var socketDir = ""
+        @Setting("pid_file", "php-fpm's pid file", .required, .path)
+        public var pidFile = ""
+        @Setting("service", "the systemd unit (default phpX.Y-fpm); \"\": desactl runs php-fpm itself (a sandbox)", .unit)
+        public var service = ""
+
+        public init() {}
 
         public init(binary: String, mainConf: String, poolDir: String, socketDir: String, pidFile: String, service: String) {
             self.binary = binary
@@ -22,26 +29,18 @@ public struct PHPSettings: ConfigSection {
             self.service = service
         }
 
-        enum CodingKeys: String, CodingKey {
-            case binary, mainConf = "main_conf", poolDir = "pool_dir", socketDir = "socket_dir", pidFile = "pid_file", service
-        }
+        public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+        public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
-        public init(from decoder: Decoder) throws {
-            let c = try decoder.container(keyedBy: CodingKeys.self)
+        public mutating func settingsDecoded(present: Set<String>, at path: [CodingKey]) throws {
             // The table's own name is the version: [php.versions."8.2"].
-            let version = decoder.codingPath.last?.stringValue ?? ""
-            binary = try c.decode(String.self, forKey: .binary)
-            mainConf = try c.decode(String.self, forKey: .mainConf)
-            poolDir = try c.decode(String.self, forKey: .poolDir)
-            socketDir = try c.decode(String.self, forKey: .socketDir)
-            pidFile = try c.decode(String.self, forKey: .pidFile)
-            service = try c.value(.service, or: "php\(version)-fpm")
+            if !present.contains("service") { service = "php\(path.last?.stringValue ?? "")-fpm" }
         }
     }
 
-    /// The version new tenants get; `versions` must configure it.
+    @Setting("default", "the PHP version new tenants get; php.versions must configure it")
     public var `default` = "8.2"
-    /// When the file has `[php.versions]` tables, they replace these defaults entirely.
+    @Setting("versions", "one table per installed PHP-FPM; when the file has any, they replace these defaults")
     public var versions: [String: Version] = [
         "8.2": Version(binary: "/usr/sbin/php-fpm8.2", mainConf: "/etc/php/8.2/fpm/php-fpm.conf",
                        poolDir: "/etc/php/8.2/fpm/pool.d", socketDir: "/run/php",
@@ -58,20 +57,8 @@ public struct PHPSettings: ConfigSection {
         return p
     }
 
-    enum CodingKeys: String, CodingKey { case `default`, versions }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        `default` = try c.value(.default, or: d.default)
-        versions = try c.value(.versions, or: d.versions)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(`default`, forKey: .default)
-        var vs = c.nestedContainer(keyedBy: ConfigKey.self, forKey: .versions)
-        for (v, p) in versions.sorted(by: { $0.key < $1.key }) { try vs.encode(p, forKey: ConfigKey(v)) }
-    }
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     public func validate(in config: Config) throws {
         func fail(_ m: String) -> DesaError { DesaError(.config, m) }
@@ -79,12 +66,7 @@ public struct PHPSettings: ConfigSection {
             do { try Names.validatePHPVersion(v) } catch let e as DesaError { throw fail("php.versions: \(e.message)") }
         }
         guard versions[`default`] != nil else { throw fail("php.default is \(`default`), which php.versions does not configure") }
-        for (v, p) in versions.sorted(by: { $0.key < $1.key }) {
-            let k = "php.versions.\"\(v)\""
-            try PathGrammar.check([(k + ".binary", p.binary), (k + ".main_conf", p.mainConf), (k + ".pool_dir", p.poolDir),
-                                   (k + ".socket_dir", p.socketDir), (k + ".pid_file", p.pidFile)])
-            if !Config.isUnitName(p.service) { throw fail("\(k).service \(Quote.show(p.service)) is not a systemd unit name") }
-        }
+        for (v, p) in versions.sorted(by: { $0.key < $1.key }) { try p.checkSettings("php.versions.\"\(v)\"") }
     }
 }
 

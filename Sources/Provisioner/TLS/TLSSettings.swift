@@ -8,34 +8,35 @@ public struct TLSSettings: ConfigSection {
 
     public enum DNSMethod: String, ConfigEnum { case none, rfc2136 }
 
-    /// Whether desa issues certificates and serves HTTPS.
+    @Setting("enabled", "true: desactl cert issue, and HTTPS for every tenant with a certificate")
     public var enabled = false
-    /// The CA's directory URL, or a preset: `letsencrypt`, `letsencrypt-staging`.
+    @Setting("directory", "the CA's directory URL, or \"letsencrypt\" or \"letsencrypt-staging\"")
     public var directory = "letsencrypt"
-    /// The account's contact address (`mailto:` is added).
+    @Setting("contact", "the ACME account's e-mail address")
     public var contact = ""
-    /// PEM files trusted for the CA's own HTTPS and for checking served chains (a test CA);
-    /// empty: the system's roots.
+    @Setting("trusted_roots", "PEM files trusted for the CA's HTTPS and served chains besides the system's (a test CA)", .path)
     public var trustedRoots: [String] = []
-    /// External Account Binding, for CAs that want it: the key id and a file holding the
-    /// base64url HMAC key (0600).
+    @Setting("eab_kid", "External Account Binding key id, for CAs that want one")
     public var eabKid = ""
+    @Setting("eab_hmac_key_file", "the External Account Binding key, base64url, in a 0600 file", .path)
     public var eabHMACKeyFile: String? = nil
-    /// Names per certificate (Let's Encrypt allows 100).
+    @Setting("bundle_size", "names per certificate (Let's Encrypt allows 100)")
     public var bundleSize = 100
-    /// The budget the ledger keeps to: new certificates per registered domain per 7 days,
-    /// and new orders per 3 hours (Let's Encrypt: 50 and 300).
+    @Setting("certificates_per_domain", "budget of new certificates per registered domain per 7 days (Let's Encrypt: 50)")
     public var certificatesPerDomain = 45
+    @Setting("orders_per_account", "budget of new orders per 3 hours (Let's Encrypt: 300)")
     public var ordersPerAccount = 270
-    /// A certificate profile the CA offers (`tlsserver`, `shortlived`); empty: the CA's default.
+    @Setting("profile", "a certificate profile the CA offers (tlsserver, shortlived); \"\": the CA's default")
     public var profile = ""
-    /// Where nginx listens for HTTPS, and the port HTTP redirects to.
+    @Setting("listen", "where nginx listens for HTTPS (a port or ADDRESS:PORT), and the port HTTP redirects to")
     public var listen = "443"
-    /// `Strict-Transport-Security` max-age in seconds; 0 sends none.
+    @Setting("hsts_max_age", "Strict-Transport-Security max-age in seconds; 0 sends none")
     public var hstsMaxAge = 0
-    /// DNS-01 for the regency domain through RFC 2136 dynamic updates.
+    @Setting("dns", "\"rfc2136\": the regency wildcard by DNS-01 through dynamic DNS updates; \"none\"")
     public var dns = DNSMethod.none
+    @Setting("dns_server", "the regency's DNS server, ADDRESS[:PORT], for tls.dns = \"rfc2136\"")
     public var dnsServer = "127.0.0.1:53"
+    @Setting("tsig_key_file", "the TSIG key (tsig-keygen -a hmac-sha256 NAME, 0600) granted TXT updates in the zone", .path)
     public var tsigKeyFile: String? = nil
 
     public init() {}
@@ -51,56 +52,11 @@ public struct TLSSettings: ConfigSection {
     /// The port in `listen` (`127.0.0.1:8443` → 8443).
     public var port: Int { Int(listen.split(separator: ":").last ?? "443") ?? 443 }
 
-    enum CodingKeys: String, CodingKey {
-        case enabled, directory, contact, trustedRoots = "trusted_roots", eabKid = "eab_kid", eabHMACKeyFile = "eab_hmac_key_file"
-        case bundleSize = "bundle_size", certificatesPerDomain = "certificates_per_domain", ordersPerAccount = "orders_per_account"
-        case profile, listen, hstsMaxAge = "hsts_max_age", dns, dnsServer = "dns_server", tsigKeyFile = "tsig_key_file"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        enabled = try c.value(.enabled, or: d.enabled)
-        directory = try c.value(.directory, or: d.directory)
-        contact = try c.value(.contact, or: d.contact)
-        trustedRoots = try c.value(.trustedRoots, or: d.trustedRoots)
-        eabKid = try c.value(.eabKid, or: d.eabKid)
-        eabHMACKeyFile = try c.optionalPath(.eabHMACKeyFile)
-        bundleSize = try c.value(.bundleSize, or: d.bundleSize)
-        certificatesPerDomain = try c.value(.certificatesPerDomain, or: d.certificatesPerDomain)
-        ordersPerAccount = try c.value(.ordersPerAccount, or: d.ordersPerAccount)
-        profile = try c.value(.profile, or: d.profile)
-        listen = try c.value(.listen, or: d.listen)
-        hstsMaxAge = try c.value(.hstsMaxAge, or: d.hstsMaxAge)
-        dns = try c.value(.dns, or: d.dns)
-        dnsServer = try c.value(.dnsServer, or: d.dnsServer)
-        tsigKeyFile = try c.optionalPath(.tsigKeyFile)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(enabled, forKey: .enabled)
-        try c.encode(directory, forKey: .directory)
-        try c.encode(contact, forKey: .contact)
-        try c.encode(trustedRoots, forKey: .trustedRoots)
-        try c.encode(eabKid, forKey: .eabKid)
-        try c.encode(eabHMACKeyFile ?? "", forKey: .eabHMACKeyFile)
-        try c.encode(bundleSize, forKey: .bundleSize)
-        try c.encode(certificatesPerDomain, forKey: .certificatesPerDomain)
-        try c.encode(ordersPerAccount, forKey: .ordersPerAccount)
-        try c.encode(profile, forKey: .profile)
-        try c.encode(listen, forKey: .listen)
-        try c.encode(hstsMaxAge, forKey: .hstsMaxAge)
-        try c.encode(dns, forKey: .dns)
-        try c.encode(dnsServer, forKey: .dnsServer)
-        try c.encode(tsigKeyFile ?? "", forKey: .tsigKeyFile)
-    }
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     public func validate(in config: Config) throws {
         func fail(_ m: String) -> DesaError { DesaError(.config, m) }
-        var paths = trustedRoots.enumerated().map { ("tls.trusted_roots[\($0.offset)]", $0.element) }
-        if let f = eabHMACKeyFile { paths.append(("tls.eab_hmac_key_file", f)) }
-        if let f = tsigKeyFile { paths.append(("tls.tsig_key_file", f)) }
-        try PathGrammar.check(paths)
         let url = directoryURL
         guard url.hasPrefix("https://"), URL(string: url)?.host != nil, !url.contains(where: { $0.isWhitespace }) else {
             throw fail("tls.directory must be https://... or one of \(Self.presets.keys.sorted().joined(separator: ", ")) (got \(Quote.show(directory)))")

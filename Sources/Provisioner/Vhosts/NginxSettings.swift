@@ -11,23 +11,29 @@ public struct NginxSettings: ConfigSection {
         case shared
     }
 
+    @Setting("binary", "nginx's executable", .path)
     public var binary = "/usr/sbin/nginx"
+    @Setting("main_conf", "nginx's main configuration file", .path)
     public var mainConf = "/etc/nginx/nginx.conf"
-    /// nginx's `-p` prefix; `""` in the file means none.
+    @Setting("prefix", "nginx's -p prefix; \"\": none", .path)
     public var prefix: String? = nil
+    @Setting("sites_dir", "where the tenants' server blocks go (nginx.conf includes *.conf from here)", .path)
     public var sitesDir = "/etc/nginx/desa"
+    @Setting("pid_file", "nginx's pid file", .path)
     public var pidFile = "/run/nginx.pid"
+    @Setting("listen", "what the tenants' server blocks listen on: a port or ADDRESS:PORT")
     public var listen = "80"
-    /// `HOST:PORT` where apply verifies each tenant.
+    @Setting("probe", "HOST:PORT where apply and the health sweep ask nginx for each tenant")
     public var probe = "127.0.0.1:80"
+    @Setting("fastcgi_params", "the FastCGI parameters file the server blocks include", .path)
     public var fastcgiParams = "/etc/nginx/fastcgi_params"
-    /// The systemd unit; `""`: desactl runs nginx itself (a sandbox).
+    @Setting("service", "nginx's systemd unit; \"\": desactl runs nginx itself (a sandbox)", .unit)
     public var service = "nginx"
-    /// nginx's own error log, quoted when a reload does not take.
+    @Setting("error_log_file", "nginx's own error log, quoted when a reload does not take", .path)
     public var errorLogFile = "/var/log/nginx/error.log"
+    @Setting("tenant_error_logs", "\"tenant\": an error log per tenant; \"shared\": one for all (see Limits)")
     public var tenantErrorLogs = TenantErrorLogs.tenant
-    /// nginx's `server_names_hash_bucket_size` (the sandbox writes it; in production it
-    /// must match nginx.conf). It bounds how long a server name may be: 64, 128, 256 or 512.
+    @Setting("server_names_hash_bucket_size", "must match nginx.conf (64, 128, 256 or 512); longer server names are refused")
     public var serverNamesHashBucketSize = 128
 
     public init() {}
@@ -37,54 +43,11 @@ public struct NginxSettings: ConfigSection {
     /// a pointer of its own (ngx_hash_init).
     public var maxServerNameLength: Int { serverNamesHashBucketSize - 18 }
 
-    enum CodingKeys: String, CodingKey {
-        case binary, mainConf = "main_conf", prefix, sitesDir = "sites_dir", pidFile = "pid_file", listen, probe
-        case fastcgiParams = "fastcgi_params", service, errorLogFile = "error_log_file"
-        case tenantErrorLogs = "tenant_error_logs", serverNamesHashBucketSize = "server_names_hash_bucket_size"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        binary = try c.value(.binary, or: d.binary)
-        mainConf = try c.value(.mainConf, or: d.mainConf)
-        prefix = try c.optionalPath(.prefix)
-        sitesDir = try c.value(.sitesDir, or: d.sitesDir)
-        pidFile = try c.value(.pidFile, or: d.pidFile)
-        listen = try c.value(.listen, or: d.listen)
-        probe = try c.value(.probe, or: d.probe)
-        fastcgiParams = try c.value(.fastcgiParams, or: d.fastcgiParams)
-        service = try c.value(.service, or: d.service)
-        errorLogFile = try c.value(.errorLogFile, or: d.errorLogFile)
-        tenantErrorLogs = try c.value(.tenantErrorLogs, or: d.tenantErrorLogs)
-        serverNamesHashBucketSize = try c.value(.serverNamesHashBucketSize, or: d.serverNamesHashBucketSize)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(binary, forKey: .binary)
-        try c.encode(mainConf, forKey: .mainConf)
-        try c.encode(prefix ?? "", forKey: .prefix)
-        try c.encode(sitesDir, forKey: .sitesDir)
-        try c.encode(pidFile, forKey: .pidFile)
-        try c.encode(listen, forKey: .listen)
-        try c.encode(probe, forKey: .probe)
-        try c.encode(fastcgiParams, forKey: .fastcgiParams)
-        try c.encode(service, forKey: .service)
-        try c.encode(errorLogFile, forKey: .errorLogFile)
-        try c.encode(tenantErrorLogs, forKey: .tenantErrorLogs)
-        try c.encode(serverNamesHashBucketSize, forKey: .serverNamesHashBucketSize)
-    }
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     public func validate(in config: Config) throws {
         func fail(_ m: String) -> DesaError { DesaError(.config, m) }
-        // Every value that reaches a template or a command line passes a strict grammar.
-        var paths: [(String, String)] = [
-            ("nginx.binary", binary), ("nginx.main_conf", mainConf), ("nginx.sites_dir", sitesDir),
-            ("nginx.pid_file", pidFile), ("nginx.fastcgi_params", fastcgiParams), ("nginx.error_log_file", errorLogFile),
-        ]
-        if let p = prefix { paths.append(("nginx.prefix", p)) }
-        try PathGrammar.check(paths)
-        if !Config.isUnitName(service) { throw fail("nginx.service \(Quote.show(service)) is not a systemd unit name") }
         guard [64, 128, 256, 512].contains(serverNamesHashBucketSize) else {
             throw fail("nginx.server_names_hash_bucket_size must be 64, 128, 256 or 512 (got \(serverNamesHashBucketSize))")
         }

@@ -5,13 +5,13 @@ import Provisioner
 struct ConfigCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "config",
-        abstract: "Check a desa.toml.",
-        subcommands: [Check.self]
+        abstract: "Check a desa.toml, or print every key with its default and what it does.",
+        subcommands: [Check.self, Reference.self]
     )
 
     struct Check: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Validate the config file and print the effective config, defaults filled in, as TOML.",
+            abstract: "Validate the config file and print the effective config, defaults filled in, as TOML with each key's documentation.",
             discussion: """
             Exits 0 when the file is valid. Otherwise prints one line naming the key \
             (an unknown key or section, a wrong type, a bad value) and exits 1.
@@ -24,8 +24,17 @@ struct ConfigCommand: ParsableCommand {
             try desactl.run {
                 let c = try Config.load(path: Config.resolvedPath(config))
                 print("# \(c.path): valid; every key with its effective value")
-                print(try c.toml(), terminator: "")
+                print(c.annotatedTOML(), terminator: "")
             }
+        }
+    }
+
+    struct Reference: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print every key of desa.toml with its default and one line on what it does (a complete, valid file).")
+
+        func run() throws {
+            print(Config.reference(), terminator: "")
         }
     }
 }

@@ -2,53 +2,30 @@
 public struct PathSettings: ConfigSection {
     public static let name = "paths"
 
-    /// state.sqlite, the lock, the rollback journal.
+    @Setting("state_dir", "state.sqlite (0600, WAL), the lock, the rollback journal, certificates", .path)
     public var stateDir = "/var/lib/desa"
+    @Setting("web_root", "the tenants' homes", .path)
     public var webRoot = "/srv/desa"
-    /// Defaults to `state_dir/archive` when the file sets state_dir but not this.
+    @Setting("archive_dir", "deleted tenants' homes and database dumps; defaults to state_dir/archive", .path)
     public var archiveDir = "/var/lib/desa/archive"
-    /// The shared `/.well-known/acme-challenge/`; defaults to `state_dir/acme`.
+    @Setting("acme_root", "the shared /.well-known/acme-challenge/; defaults to state_dir/acme", .path)
     public var acmeRoot = "/var/lib/desa/acme"
+    @Setting("log_dir", "desa's logs and the tenants' log directories (tenants/SLUG)", .path)
     public var logDir = "/var/log/desa"
+    @Setting("templates", "the built-in templates", .path)
     public var templates = "/usr/share/desa/templates"
-    /// A directory overriding or adding templates; `""` in the file means none.
+    @Setting("operator_templates", "a directory overriding or adding templates; \"\": none", .path)
     public var operatorTemplates: String? = nil
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey {
-        case stateDir = "state_dir", webRoot = "web_root", archiveDir = "archive_dir", acmeRoot = "acme_root"
-        case logDir = "log_dir", templates, operatorTemplates = "operator_templates"
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
+
+    public mutating func settingsDecoded(present: Set<String>, at path: [CodingKey]) throws {
+        if !present.contains("archive_dir") { archiveDir = stateDir + "/archive" }
+        if !present.contains("acme_root") { acmeRoot = stateDir + "/acme" }
     }
 
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        stateDir = try c.value(.stateDir, or: d.stateDir)
-        webRoot = try c.value(.webRoot, or: d.webRoot)
-        archiveDir = try c.value(.archiveDir, or: stateDir + "/archive")
-        acmeRoot = try c.value(.acmeRoot, or: stateDir + "/acme")
-        logDir = try c.value(.logDir, or: d.logDir)
-        templates = try c.value(.templates, or: d.templates)
-        operatorTemplates = try c.optionalPath(.operatorTemplates)
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(stateDir, forKey: .stateDir)
-        try c.encode(webRoot, forKey: .webRoot)
-        try c.encode(archiveDir, forKey: .archiveDir)
-        try c.encode(acmeRoot, forKey: .acmeRoot)
-        try c.encode(logDir, forKey: .logDir)
-        try c.encode(templates, forKey: .templates)
-        try c.encode(operatorTemplates ?? "", forKey: .operatorTemplates)
-    }
-
-    public func validate(in config: Config) throws {
-        var paths: [(String, String)] = [
-            ("paths.state_dir", stateDir), ("paths.web_root", webRoot), ("paths.archive_dir", archiveDir),
-            ("paths.acme_root", acmeRoot), ("paths.log_dir", logDir), ("paths.templates", templates),
-        ]
-        if let o = operatorTemplates { paths.append(("paths.operator_templates", o)) }
-        try PathGrammar.check(paths)
-    }
+    public func validate(in config: Config) throws {}
 }

@@ -2,19 +2,15 @@
 public struct RegencySettings: ConfigSection {
     public static let name = "regency"
 
-    /// `PP.RR`; imports reject villages of other regencies.
+    @Setting("code", "PP.RR; imports reject villages of other regencies")
     public var code = "32.04"
+    @Setting("domain", "the regency's domain: each village is SLUG.DOMAIN")
     public var domain = "bandungkab.go.id"
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey { case code, domain }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        code = try c.value(.code, or: d.code)
-        domain = try c.value(.domain, or: d.domain)
-    }
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     public func validate(in config: Config) throws {
         try VillageCode.validateRegency(code)

@@ -2,12 +2,17 @@
 public struct UserSettings: ConfigSection {
     public static let name = "users"
 
-    /// user name = prefix + the 10 code digits.
+    @Setting("prefix", "user = prefix + the 10 code digits")
     public var prefix = "desa"
+    @Setting("uid_min", "the tenants' UID range, clear of the system's: 0-999, 60001-60513, 61184-65519 (systemd), 65534-65535")
     public var uidMin = 200_000
+    @Setting("uid_max", "the range's last UID")
     public var uidMax = 299_999
+    @Setting("web_group", "the web server's group: it reads the homes")
     public var webGroup = "www-data"
+    @Setting("sysusers_file", "the sysusers.d file declaring every tenant's user", .path)
     public var sysusersFile = "/etc/sysusers.d/desa.conf"
+    @Setting("passwd_file", "where users are looked up", .path)
     public var passwdFile = "/etc/passwd"
 
     public init() {}
@@ -20,20 +25,8 @@ public struct UserSettings: ConfigSection {
         (65534...65535, "nobody and the invalid UID"),
     ]
 
-    enum CodingKeys: String, CodingKey {
-        case prefix, uidMin = "uid_min", uidMax = "uid_max", webGroup = "web_group"
-        case sysusersFile = "sysusers_file", passwdFile = "passwd_file"
-    }
-
-    public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self), d = Self()
-        prefix = try c.value(.prefix, or: d.prefix)
-        uidMin = try c.value(.uidMin, or: d.uidMin)
-        uidMax = try c.value(.uidMax, or: d.uidMax)
-        webGroup = try c.value(.webGroup, or: d.webGroup)
-        sysusersFile = try c.value(.sysusersFile, or: d.sysusersFile)
-        passwdFile = try c.value(.passwdFile, or: d.passwdFile)
-    }
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
 
     public func validate(in config: Config) throws {
         func fail(_ m: String) -> DesaError { DesaError(.config, m) }
@@ -45,7 +38,6 @@ public struct UserSettings: ConfigSection {
         for (r, owner) in Self.reservedUIDs where r.overlaps(uidMin...uidMax) {
             throw fail("users.uid_min/uid_max \(uidMin)-\(uidMax) overlaps \(r.lowerBound)-\(r.upperBound) (\(owner)); choose a range clear of it, like 200000-299999")
         }
-        try PathGrammar.check([("users.sysusers_file", sysusersFile), ("users.passwd_file", passwdFile)])
         let groupOK = (1...32).contains(webGroup.count) && webGroup.first!.isLetter
             && webGroup.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
         if !groupOK { throw fail("users.web_group \(Quote.show(webGroup)) is not a group name") }
