@@ -69,47 +69,14 @@ public struct SystemProcessRunner: ProcessRunning {
         return wait(try Self.spawn(argv, stdout: fd, stderr: fd))
     }
 
-    /// Starts `argv` (by absolute path) without waiting: stdin from /dev/null, these stdout and
-    /// stderr, no other descriptor of ours, default signals, a fixed environment, and `cwd`
-    /// as its working directory when given.
+    /// Starts `argv` without waiting: these stdout and stderr, `cwd` as its working directory when given.
     static func spawn(_ argv: [String], stdout: Int32, stderr: Int32, cwd: String? = nil) throws -> pid_t {
-        guard let path = argv.first, path.hasPrefix("/") else {
-            throw DesaError.system("programs are started by absolute path, got \(Quote.show(argv.first ?? ""))")
-        }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, stdout, 1)
-        posix_spawn_file_actions_adddup2(&actions, stderr, 2)
-        if let cwd { desa_spawn_chdir(&actions, cwd) }
-        // Nothing else of ours goes to the child (descriptors without O_CLOEXEC included).
-        desa_spawn_closefrom(&actions, 3)
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        // The child starts with default signal handling and an empty mask.
-        var all = sigset_t(), none = sigset_t()
-        sigfillset(&all); sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        var env = ["PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"]
-        if let tz = ProcessInfo.processInfo.environment["TZ"] { env.append("TZ=" + tz) }
-        let cenv = env.map { strdup($0) } + [nil]
-        defer { for p in cenv { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attr, cargs, cenv)
-        guard rc == 0 else { throw DesaError.system("cannot start \(path): \(String(cString: strerror(rc)))") }
-        return pid
+        var o = Spawn.Options()
+        o.stdout = .descriptor(stdout)
+        o.stderr = .descriptor(stderr)
+        o.cwd = cwd
+        return try Spawn.start(argv, o)
     }
 
-    private func wait(_ pid: pid_t) -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 { if errno != EINTR { return -1 } }
-        if status & 0x7f == 0 { return (status >> 8) & 0xff }  // exited
-        return 128 + (status & 0x7f)                            // killed by a signal
-    }
+    private func wait(_ pid: pid_t) -> Int32 { Spawn.wait(pid) }
 }

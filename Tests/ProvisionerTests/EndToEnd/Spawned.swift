@@ -13,33 +13,10 @@ final class Spawned {
     /// Starts `argv` with exactly `environment`, stdin on /dev/null, stdout and stderr on
     /// /dev/null or appended to `logFile`.
     init(_ argv: [String], environment: [String: String], logFile: String? = nil) throws {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        if let logFile {
-            posix_spawn_file_actions_addopen(&actions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o640)
-            posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-            posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-        }
-        var attr = posix_spawnattr_t()
-        posix_spawnattr_init(&attr)
-        defer { posix_spawnattr_destroy(&attr) }
-        var all = sigset_t(), none = sigset_t()
-        sigfillset(&all); sigemptyset(&none)
-        posix_spawnattr_setsigdefault(&attr, &all)
-        posix_spawnattr_setsigmask(&attr, &none)
-        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        let cargs = argv.map { strdup($0) } + [nil]
-        defer { for p in cargs { free(p) } }
-        let cenv = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { for p in cenv { free(p) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attr, cargs, cenv)
-        guard rc == 0 else { throw DesaError.system("cannot start \(argv[0]): \(String(cString: strerror(rc)))") }
-        self.pid = pid
+        var o = Spawn.Options()
+        o.environment = environment.map { "\($0.key)=\($0.value)" }
+        o.stdout = logFile.map { .append($0) } ?? .null
+        pid = try Spawn.start(argv, o)
     }
 
     var isRunning: Bool { poll() == nil }
@@ -71,7 +48,7 @@ final class Spawned {
         var raw: Int32 = 0
         let r = waitpid(pid, &raw, WNOHANG)
         guard r == pid else { return nil }
-        status = raw & 0x7f == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        status = Spawn.exitStatus(raw)
         return status
     }
 }
