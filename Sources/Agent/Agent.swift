@@ -1,17 +1,15 @@
 import ArgumentParser
 import Foundation
 import Logging
-import NIOPosix
 import Provisioner
-import ServiceLifecycle
 
-/// desa-agent: the long-running service host, a `ServiceGroup` of periodic services:
-/// health (every tenant's checks, recorded and journaled on change; READY=1 after the
-/// first sweep, STATUS= after each), renewal (certificates that are due, when `[tls]` is
-/// on), reconcile (repairs drift, when `health.repair_drift` says so), and alive
-/// (WATCHDOG=1, STOPPING=1). SIGTERM or SIGINT stops the agent at once, abandoning a sweep
-/// in progress (its threads die with the process, and the kernel releases the state lock
-/// a drift look held); the exit status is then 0.
+/// desa-agent: the long-running service host (`AgentHost`, a `ServiceGroup`): health
+/// (every tenant's checks, recorded and journaled on change; READY=1 after the first
+/// sweep, STATUS= after each), the capabilities' jobs (certificate renewals when `[tls]`
+/// is on), reconcile (repairs drift, when `health.repair_drift` says so), metrics, and
+/// alive (WATCHDOG=1, STOPPING=1). SIGTERM or SIGINT stops the agent at once, abandoning
+/// a sweep in progress (its threads die with the process, and the kernel releases the
+/// state lock a drift look held); the exit status is then 0.
 @main
 struct AgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -66,12 +64,9 @@ struct AgentCommand: AsyncParsableCommand {
         // The agent plans every sweep (drift): a file whose template inputs have not changed
         // since it was last rendered is not rendered again.
         engine.renderMemo = RenderMemo()
-        let settings = engine.config.health
-        // Metrics only when `[metrics] listen` says where (off by default).
-        let metrics = engine.config.metrics.listen.isEmpty ? nil : AgentMetrics()
-        let health = HealthRounds(sweep: HealthSweep(engine: engine, lockTimeout: lockTimeout)) { metrics?.record($0) }
+        let host = AgentHost(engine: engine, interval: interval, lockTimeout: lockTimeout)
         if once {
-            let r = try await health.round()
+            let r = try await host.healthRounds().round()
             print(r.summary)
             for t in r.tenants where t.state != .ok {
                 for o in t.outcomes where o.state != .ok { print("\(o.state.rawValue) \(t.slug) \(o.check.rawValue): \(o.reason)") }
@@ -80,23 +75,6 @@ struct AgentCommand: AsyncParsableCommand {
             let worst = max(r.tenants.map(\.state).max() ?? .ok, r.serverState)
             throw ExitCode(worst == .down ? ExitStatus.failed : worst == .degraded ? ExitStatus.drifted : ExitStatus.ok)
         }
-        let clock = ContinuousClock()
-        var services: [any Service] = [Periodic("health", every: .seconds(interval ?? settings.interval), clock: clock, health.tick)]
-        if engine.config.tls.enabled, settings.renewInterval > 0 {
-            services.append(Periodic("renewal", every: .seconds(settings.renewInterval), clock: clock, Renewals(engine: engine).tick))
-        }
-        if settings.repairDrift {
-            services.append(Periodic("reconcile", every: .seconds(interval ?? settings.interval), clock: clock, Reconcile(engine: engine).tick))
-        }
-        if let metrics {
-            let server = try MetricsServer(listen: engine.config.metrics.listen, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton)
-            services.append(MetricsService(server: server, logger: logger))
-        }
-        // Backup-age and quota services join here, one line each.
-        services.append(Alive(watchdog: ServiceNotify.watchdog, clock: clock, logger: logger))  // last: first told to stop
-        var group = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        // Every service stops at once; should one not, cancellation comes well inside systemd's stop timeout.
-        group.maximumGracefulShutdownDuration = .seconds(3)
-        try await ServiceGroup(configuration: group).run()
+        try await host.run(logger: logger)
     }
 }

@@ -57,7 +57,7 @@ public struct OpenSIDInstaller {
         if view.tenant.template != "opensid" {
             try engine.check(try engine.set(view.tenant.slug, options: TenantOptions(template: "opensid")), "setting the opensid template")
         }
-        if try engine.store.databases()[view.tenant.code]?.desired != .present {
+        if try engine.databaseRecord(view.tenant.code)?.desired != .present {
             try engine.check(try engine.createDatabase(view.tenant.slug), "creating its database")
         }
         view = try engine.show(key)

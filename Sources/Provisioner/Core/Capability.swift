@@ -1,7 +1,8 @@
 import Foundation
 
 /// What the server should look like: the state database's tenants and aliases, with
-/// what the planner needs to turn them into files.
+/// what the planner needs to turn them into files, and each stateful capability's own
+/// part (`state(of:)`), loaded from its own tables.
 public struct DesiredState: Sendable {
     public var config: Config
     public var renderer: Renderer
@@ -13,12 +14,8 @@ public struct DesiredState: Sendable {
     public var now: Date
     /// Plan the removal of managed objects the database does not know.
     public var removeUnknown: Bool
-    /// Tenants' databases by village code (kept and deleted).
-    public var databases: [String: TenantDatabase] = [:]
-    /// Tenants whose database password this run replaces (`db rotate-password`).
-    public var rotatePasswords: Set<String> = []
-    /// What each tenant serves over HTTPS (by code): valid certificates whose files exist.
-    public var tls: [String: [TLSServe]] = [:]
+    /// Each stateful capability's part, by its type.
+    private var parts: [ObjectIdentifier: any Sendable] = [:]
 
     public init(config: Config, renderer: Renderer, tenants: [Tenant], aliases: [String: [String]],
                 webGID: Int, webUID: Int, now: Date, removeUnknown: Bool = false) {
@@ -27,6 +24,25 @@ public struct DesiredState: Sendable {
     }
 
     public var known: Set<String> { Set(tenants.map(\.code)) }
+
+    /// The part of the desired state that belongs to capability `C`, as its `load` read it
+    /// (nil: not loaded, as in a plan made without the database).
+    public func state<C: StatefulCapability>(of _: C.Type) -> C.State? {
+        parts[ObjectIdentifier(C.self)] as? C.State
+    }
+
+    public mutating func set<C: StatefulCapability>(_: C.Type, _ state: C.State) {
+        parts[ObjectIdentifier(C.self)] = state
+    }
+
+    /// Changes `C`'s part in place (an intent of one command: a password to rotate).
+    public mutating func update<C: StatefulCapability>(_ type: C.Type, _ change: (inout C.State) -> Void) {
+        guard var s = state(of: type) else { return }
+        change(&s)
+        set(type, s)
+    }
+
+    mutating func setPart(_ key: ObjectIdentifier, _ value: any Sendable) { parts[key] = value }
 }
 
 /// A capability's share of a plan.
@@ -82,6 +98,16 @@ public enum Capabilities {
         DatabasesCapability(),
         CertificatesCapability(),
     ]
+
+    /// The series the capabilities bring, in their order.
+    public static func metrics(_ capabilities: [any Capability]) -> [MetricDefinition] {
+        capabilities.flatMap { ($0 as? any MetricsProviding)?.metrics ?? [] }
+    }
+
+    /// The tables the capabilities bring, in their order.
+    public static func migrations(_ capabilities: [any Capability]) -> [StateMigration] {
+        capabilities.flatMap { ($0 as? any StatefulCapability)?.migrations ?? [] }
+    }
 
     /// Every service the capabilities declare for this config, and systemd itself
     /// (for unit files).

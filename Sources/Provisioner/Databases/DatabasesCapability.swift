@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,21 +14,69 @@ import Glibc
 /// killed or cut off by the server half-way leaves the staged file, and the next plan
 /// sets a new password. Re-running always converges; no user is left that no file
 /// knows the password of.
-public struct DatabasesCapability: Capability {
+public struct DatabasesCapability: StatefulCapability, TenantLifecycle, HealthChecking {
     public struct Observation: Sendable {
         /// Why the server could not be read; nil when it was read (or not needed).
         public var unreachable: String?
-        public var databases: Set<String> = []
-        /// `user@host` of every account.
-        public var accounts: Set<String> = []
-        /// `user@host db-pattern` of every database grant.
-        public var grants: Set<String> = []
+        public var catalog = DatabaseCatalog()
         public var credentials: [String: FileStat] = [:]
     }
 
-    public init() {}
+    /// Its part of the desired state: every tenant's database row (kept and deleted), and
+    /// the tenants whose password this command replaces (`db rotate-password`).
+    public struct State: Sendable {
+        public var rows: [String: TenantDatabase] = [:]
+        public var rotate: Set<String> = []
+        public init(rows: [String: TenantDatabase] = [:], rotate: Set<String> = []) { self.rows = rows; self.rotate = rotate }
+    }
+
+    /// How the server's databases, accounts and grants are read: the real server, or a
+    /// test's catalog (the planner's decisions are tested without MariaDB).
+    let catalog: any DatabaseCatalogReading
+
+    public init(catalog: any DatabaseCatalogReading = MariaDBCatalog()) { self.catalog = catalog }
     public var name: String { "databases" }
     public var settings: [any ConfigSection.Type] { [MariaDBSettings.self] }
+    public var migrations: [StateMigration] { [TenantDatabase.migration] }
+    public var healthChecks: [any TenantCheck] { [DatabaseCheck()] }
+
+    public func load(_ db: Database, _ d: DesiredState) throws -> State {
+        State(rows: try TenantDatabase.byCode(db))
+    }
+
+    public func check(_ options: TenantOptions, _ config: Config) throws {
+        if options.withDB { try Self.require(config) }
+    }
+
+    /// `--with-db`: the new tenant gets a database row (or its deleted one back).
+    public func created(_ t: Tenant, _ options: TenantOptions, _ db: Database, _ context: TenantChange) throws {
+        if options.withDB { try Self.want(db, t, context) }
+    }
+
+    /// Its database is dumped into the archive and dropped with it.
+    public func deleted(_ t: Tenant, _ db: Database, _ context: TenantChange) throws {
+        try TenantDatabase.filter(Column("code") == t.code).updateAll(db, Column("desired").set(to: TenantDatabase.Desired.deleted.rawValue))
+    }
+
+    static func require(_ config: Config) throws {
+        guard config.mariadb.enabled else {
+            throw DesaError(.config, "databases are off: set mariadb.enabled = true in \(config.path) (and the server's socket or address under [mariadb])")
+        }
+    }
+
+    /// The row that gives tenant `t` a database, named by the config (and checked not to
+    /// collide with another tenant's), inserted or brought back.
+    static func want(_ db: Database, _ t: Tenant, _ context: TenantChange) throws {
+        if var row = try TenantDatabase.fetchOne(db, key: t.code) {
+            if row.desired != .present { row.desired = .present; try row.update(db) }
+            return
+        }
+        let name = try DatabaseNames.name(for: t, context.config.mariadb)
+        if let other = try TenantDatabase.filter(Column("name") == name && Column("code") != t.code).fetchOne(db) {
+            throw DesaError(.conflict, "the database name \(name) for \(t.slug) is already tenant \(other.code)'s")
+        }
+        try TenantDatabase(code: t.code, name: name, user: name, createdAt: context.now).insert(db)
+    }
 
     /// The hosts each tenant's account is made for: the socket and loopback TCP.
     public static let hosts = ["localhost", "127.0.0.1"]
@@ -40,7 +89,8 @@ public struct DatabasesCapability: Capability {
 
     /// The rows this plan cares about: tenants that are in `d` and have a row.
     func rows(_ d: DesiredState) -> [(Tenant, TenantDatabase)] {
-        d.tenants.compactMap { t in d.databases[t.code].map { (t, $0) } }
+        let rows = d.state(of: Self.self)?.rows ?? [:]
+        return d.tenants.compactMap { t in rows[t.code].map { (t, $0) } }
     }
 
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
@@ -55,16 +105,7 @@ public struct DatabasesCapability: Capability {
             return out
         }
         do {
-            let c = try MariaDBAdmin.connect(d.config.mariadb)
-            let prefix = d.config.mariadb.prefix
-            out.databases = Set(try c.query(SQL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")).compactMap { $0[0] }
-                .filter { $0.hasPrefix(prefix) })
-            for r in try c.query(SQL("SELECT User, Host FROM mysql.user")) where (r[0] ?? "").hasPrefix(prefix) {
-                out.accounts.insert("\(r[0] ?? "")@\(r[1] ?? "")")
-            }
-            for r in try c.query(SQL("SELECT User, Host, Db FROM mysql.db")) where (r[0] ?? "").hasPrefix(prefix) {
-                out.grants.insert("\(r[0] ?? "")@\(r[1] ?? "") \(r[2] ?? "")")
-            }
+            out.catalog = try catalog.read(d.config.mariadb)
         } catch {
             out.unreachable = Applier.message(error)
         }
@@ -73,10 +114,11 @@ public struct DatabasesCapability: Capability {
 
     public func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
         var out = CapabilityPlan()
+        let rotating = d.state(of: Self.self)?.rotate ?? []
         for (t, row) in rows(d) {
             let wanted = row.desired == .present && t.desired != .deleted
             let home = t.home(d.config)
-            let exists = seen.databases.contains(row.name) || Self.hosts.contains { seen.accounts.contains("\(row.user)@\($0)") }
+            let exists = seen.catalog.databases.contains(row.name) || Self.hosts.contains { seen.catalog.accounts.contains("\(row.user)@\($0)") }
             if let why = seen.unreachable {
                 // Nothing is known about this tenant's database: it cannot be converged.
                 if wanted || row.desired == .deleted || t.desired == .deleted {
@@ -86,23 +128,23 @@ public struct DatabasesCapability: Capability {
             }
             guard wanted else {
                 if exists {
-                    let dump = HomesCapability().archivePath(t, d) + "-database.sql"
+                    let dump = t.archivePath(d.config, at: d.now) + "-database.sql"
                     out.steps.append(Step(t.code, "drop-database", .archive, .custom(DropDatabase(
                         name: row.name, user: row.user, dumpTo: dump,
                         credentialsIn: t.desired == .deleted ? nil : home))))
                 }
                 continue
             }
-            if !seen.databases.contains(row.name) {
+            if !seen.catalog.databases.contains(row.name) {
                 out.steps.append(Step(t.code, "create-database", .files, .custom(CreateDatabase(name: row.name))))
             }
-            let accountsMissing = Self.hosts.contains { !seen.accounts.contains("\(row.user)@\($0)") }
+            let accountsMissing = Self.hosts.contains { !seen.catalog.accounts.contains("\(row.user)@\($0)") }
             let pattern = SQL.grantPattern(row.name)
-            let grantsMissing = Self.hosts.contains { !seen.grants.contains("\(row.user)@\($0) \(pattern)") }
+            let grantsMissing = Self.hosts.contains { !seen.catalog.grants.contains("\(row.user)@\($0) \(pattern)") }
             let cred = seen.credentials[home + "/" + Self.credentialsFile]
             let credOK = cred.map { !$0.isDirectory && $0.uid == t.uid && $0.mode == 0o600 } ?? false
             let staged = seen.credentials[home + "/" + Self.stagedFile] != nil
-            let rotate = d.rotatePasswords.contains(t.code)
+            let rotate = rotating.contains(t.code)
             let newPassword = accountsMissing || !credOK || staged || rotate
             guard newPassword || grantsMissing else { continue }
             let op = accountsMissing ? "create-db-user" : rotate ? "rotate-db-password" : newPassword ? "reset-db-password" : "grant-database"
@@ -128,6 +170,43 @@ extension ServiceSpec {
         return ServiceSpec(name: "mariadb", kind: .mariadb, binary: m.serverBinary, start: start, pidFile: m.pidFile,
                            unit: c.mode == .production ? m.service : "", errorLog: c.logDir + "/mariadb.log",
                            readySocket: c.mode == .sandbox ? m.socket : nil)
+    }
+}
+
+/// What the MariaDB server holds of desa's: its databases, accounts and grants.
+public struct DatabaseCatalog: Sendable, Equatable {
+    public var databases: Set<String> = []
+    /// `user@host` of every account.
+    public var accounts: Set<String> = []
+    /// `user@host db-pattern` of every database grant.
+    public var grants: Set<String> = []
+    public init(databases: Set<String> = [], accounts: Set<String> = [], grants: Set<String> = []) {
+        self.databases = databases; self.accounts = accounts; self.grants = grants
+    }
+}
+
+/// Reads the catalog; throws when the server cannot be reached.
+public protocol DatabaseCatalogReading: Sendable {
+    func read(_ m: MariaDBSettings) throws -> DatabaseCatalog
+}
+
+/// The server's own catalog, read as administrator: names with desa's prefix only.
+public struct MariaDBCatalog: DatabaseCatalogReading {
+    public init() {}
+
+    public func read(_ m: MariaDBSettings) throws -> DatabaseCatalog {
+        let c = try MariaDBAdmin.connect(m)
+        let prefix = m.prefix
+        var out = DatabaseCatalog()
+        out.databases = Set(try c.query(SQL("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA")).compactMap { $0[0] }
+            .filter { $0.hasPrefix(prefix) })
+        for r in try c.query(SQL("SELECT User, Host FROM mysql.user")) where (r[0] ?? "").hasPrefix(prefix) {
+            out.accounts.insert("\(r[0] ?? "")@\(r[1] ?? "")")
+        }
+        for r in try c.query(SQL("SELECT User, Host, Db FROM mysql.db")) where (r[0] ?? "").hasPrefix(prefix) {
+            out.grants.insert("\(r[0] ?? "")@\(r[1] ?? "") \(r[2] ?? "")")
+        }
+        return out
     }
 }
 

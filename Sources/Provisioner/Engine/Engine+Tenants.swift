@@ -61,7 +61,7 @@ extension Engine {
     }
 
     func checkOptions(_ o: TenantOptions) throws -> (String, String) {
-        if o.withDB { try requireDatabases() }
+        for c in capabilities { try (c as? any TenantLifecycle)?.check(o, config) }
         let template = o.template ?? "default"
         try renderer().checkSiteTemplate(template)
         let php = o.php ?? config.php.default
@@ -92,7 +92,7 @@ extension Engine {
         }
         let change = try mutate(op: "import", target: "\(list.villages.count) villages", dryRun: dryRun) { db in
             let new = try self.insertVillages(db, list.villages, template: template, php: php)
-            if options.withDB { try self.wantDatabases(db, codes: new.filter { $0.action == .create }.compactMap(\.code)) }
+            try self.created(db, codes: new.filter { $0.action == .create }.compactMap(\.code), options)
             rows += new
         }
         return ImportReport(rows: rows.sorted { ($0.line ?? 0) < ($1.line ?? 0) }, change: change)
@@ -150,12 +150,23 @@ extension Engine {
                 }
                 t.updatedAt = now()
                 try t.update(db)
-                if options.withDB { try wantDatabases(db, codes: [t.code]) }
+                try created(db, codes: [t.code], options)
                 return
             }
             _ = try insertVillages(db, [village], template: template, php: php,
                                    slugOverride: slug.map { [village.code.value: $0] } ?? [:])
-            if options.withDB { try wantDatabases(db, codes: [village.code.value]) }
+            try created(db, codes: [village.code.value], options)
+        }
+    }
+
+    /// Tells each capability of the lifecycle facet about tenants just created (or brought back).
+    func created(_ db: Database, codes: [String], _ options: TenantOptions) throws {
+        let change = TenantChange(config: config, now: now())
+        let hooks = capabilities.compactMap { $0 as? any TenantLifecycle }
+        guard !hooks.isEmpty else { return }
+        for code in codes {
+            let t = try StateStore.find(db, code)
+            for h in hooks { try h.created(t, options, db, change) }
         }
     }
 
@@ -190,8 +201,8 @@ extension Engine {
             t.desired = .deleted
             t.purge = purge
             try Alias.filter(Column("code") == t.code).deleteAll(db)
-            // Its database is dumped into the archive and dropped with it.
-            try TenantDatabase.filter(Column("code") == t.code).updateAll(db, Column("desired").set(to: TenantDatabase.Desired.deleted.rawValue))
+            let change = TenantChange(config: self.config, now: self.now())
+            for c in self.capabilities { try (c as? any TenantLifecycle)?.deleted(t, db, change) }
         }
     }
 

@@ -17,21 +17,35 @@ public final class Engine: @unchecked Sendable {
     public let actor: String
     /// Where every timestamp and deadline comes from.
     public var time: TimeSource = .system
-    /// The capabilities plan and apply ask, in order (tests add their own).
-    public var capabilities: [any Capability] = Capabilities.builtIn
+    /// The capabilities plan and apply ask, in order (tests add their own); their tables
+    /// are made when they are set.
+    public var capabilities: [any Capability] {
+        didSet { migrateCapabilities() }
+    }
 
     func now() -> Date { time.now() }
 
     public init(config: Config, runner: ProcessRunning = SystemProcessRunner(), journal: JournalWriting = SystemJournal(),
                 logger: Logger = Logger(label: "desa"), progress: ProgressReporting = SilentProgress(),
-                actor: String = Engine.currentActor(), stateCacheKiB: Int = 2000) throws {
+                actor: String = Engine.currentActor(), stateCacheKiB: Int = 2000,
+                capabilities: [any Capability] = Capabilities.builtIn) throws {
         self.config = config
         self.runner = runner
         self.journal = journal
         self.logger = logger
         self.progress = progress
         self.actor = actor
-        store = try StateStore(path: config.databasePath, cacheKiB: stateCacheKiB)
+        self.capabilities = capabilities
+        store = try StateStore(path: config.databasePath, cacheKiB: stateCacheKiB,
+                               migrations: StateStore.migrations(capabilities))
+    }
+
+    private func migrateCapabilities() {
+        do {
+            try store.migrate(StateStore.migrations(capabilities))
+        } catch {
+            logger.error("cannot make the tables of the capabilities in use: \(Applier.message(error))")
+        }
     }
 
     /// Who runs the command: the sudo caller if any, else the effective user.
@@ -115,14 +129,12 @@ public final class Engine: @unchecked Sendable {
         return try planner.plan(d)
     }
 
-    /// The desired state as the database has it: tenants, aliases, databases, and what
-    /// each tenant serves over HTTPS.
+    /// The desired state as the database has it: tenants and aliases, then each stateful
+    /// capability's part from its own tables.
     func fill(_ d: inout DesiredState, _ db: Database) throws {
         d.tenants = try Tenant.order(Column("code")).fetchAll(db)
         d.aliases = try Self.aliases(db)
-        d.databases = try TenantDatabase.byCode(db)
-        d.tls = config.tls.enabled
-            ? CertStore.serving(try CertStore.records(db), tenants: d.tenants, aliases: d.aliases, config: config, now: d.now) : [:]
+        for c in capabilities { try (c as? any StatefulCapability)?.loadPart(db, into: &d) }
     }
 
     public func slugsByCode() throws -> [String: String] {
@@ -139,8 +151,11 @@ public final class Engine: @unchecked Sendable {
     /// mutating command takes. The change and its plan are made in one transaction, which
     /// is rolled back for a dry run, and when the server holds managed objects the
     /// database does not know (an emptied or foreign database): then nothing is written.
+    ///
+    /// `adjust` gives the desired state a command's intent for one capability (a password
+    /// to rotate) after it is read, so the core never names it.
     func mutate(op: String, target: String, dryRun: Bool, removeUnknown: Bool = false,
-                rotatePasswords: Set<String> = [], _ change: (Database) throws -> Void) throws -> ChangeReport {
+                adjust: (inout DesiredState) -> Void = { _ in }, _ change: (Database) throws -> Void) throws -> ChangeReport {
         let held = try lock()
         defer { withExtendedLifetime(held) {} }
         var findings: [ServiceControl.Finding] = []
@@ -152,8 +167,7 @@ public final class Engine: @unchecked Sendable {
             findings = checkServices()
         }
         let planner = self.planner
-        var desiredBase = try desired([], aliases: [:], removeUnknown: removeUnknown)
-        desiredBase.rotatePasswords = rotatePasswords
+        let desiredBase = try desired([], aliases: [:], removeUnknown: removeUnknown)
         var plan = Plan()
         var tenants: [Tenant] = []
         do {
@@ -162,6 +176,7 @@ public final class Engine: @unchecked Sendable {
                     try change(db)
                     var d = desiredBase
                     try fill(&d, db)
+                    adjust(&d)
                     tenants = d.tenants
                     plan = try planner.plan(d)
                     return dryRun || !plan.unknown.isEmpty ? .rollback : .commit

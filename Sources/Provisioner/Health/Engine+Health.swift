@@ -81,9 +81,10 @@ extension Engine {
             message = "\(who): \(c.check.rawValue) is ok again\(was)"
             priority = .notice
         }
-        var fields = ["MESSAGE": message, "MESSAGE_ID": HealthMessageID.of(c), "DESA_OP": "health", "DESA_CHECK": c.check.rawValue,
+        var fields = c.fields
+        fields.merge(["MESSAGE": message, "MESSAGE_ID": messageID(c), "DESA_OP": "health", "DESA_CHECK": c.check.rawValue,
                       "DESA_STATE": c.state.rawValue, "DESA_PREVIOUS_STATE": c.previous?.rawValue ?? "unknown",
-                      "DESA_REASON": c.reason, "PRIORITY": "\(priority.rawValue)"]
+                      "DESA_REASON": c.reason, "PRIORITY": "\(priority.rawValue)"]) { _, ours in ours }
         if !c.isServer {
             fields["DESA_TENANT"] = c.subject
             fields["DESA_SLUG"] = slug ?? c.subject
@@ -103,9 +104,9 @@ extension Engine {
             let tenants = try Tenant.filter(Column("status") != Tenant.Status.deleted.rawValue).order(Column("code")).fetchAll(db)
             let entries = tenants.compactMap { t -> HealthReport.TenantEntry? in
                 guard let checks = latest[t.code] else { return nil }
-                return HealthReport.TenantEntry(code: t.code, slug: t.slug, checks: Self.ordered(checks))
+                return HealthReport.TenantEntry(code: t.code, slug: t.slug, checks: ordered(checks))
             }
-            return HealthReport(tenants: entries, server: Self.ordered(latest[""] ?? [:]), sweep: try HealthStore.lastSweep(db),
+            return HealthReport(tenants: entries, server: ordered(latest[""] ?? [:]), sweep: try HealthStore.lastSweep(db),
                                 now: now(), interval: config.health.interval)
         }
     }
@@ -115,8 +116,10 @@ extension Engine {
         try store.queue.read { db in try HealthStore.history(db, subject: code, limit: limit) }
     }
 
-    private static func ordered(_ checks: [HealthCheck: CheckStatus]) -> [CheckStatus] {
-        let order = Dictionary(uniqueKeysWithValues: HealthCheck.allCases.enumerated().map { ($0.element, $0.offset) })
-        return checks.values.sorted { order[$0.check]! < order[$1.check]! }
+    /// In the order of `checkOrder`; checks this build does not know (a capability it
+    /// lacks recorded them) after, by name.
+    private func ordered(_ checks: [HealthCheck: CheckStatus]) -> [CheckStatus] {
+        let order = Dictionary(checkOrder.enumerated().map { ($0.element, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        return checks.values.sorted { (order[$0.check] ?? Int.max, $0.check.rawValue) < (order[$1.check] ?? Int.max, $1.check.rawValue) }
     }
 }

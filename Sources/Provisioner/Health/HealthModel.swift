@@ -8,28 +8,29 @@ public enum HealthState: String, Sendable, Codable, Comparable, CaseIterable {
     public static func < (a: Self, b: Self) -> Bool { a.rank < b.rank }
 }
 
-/// What is checked. Tenant checks first, then the server's own.
-public enum HealthCheck: String, Sendable, Codable, CaseIterable {
-    /// The vhost answers through the local nginx with its own `Host:`.
-    case http
-    /// The same over HTTPS with SNI, the chain and the name verified.
-    case https
-    /// The tenant's PHP-FPM pool answers its ping on its socket.
-    case php
-    /// Days left on the certificate served for the tenant's names.
-    case certificate
-    /// The tenant's database user signs in and runs `SELECT 1`.
-    case database
+/// What is checked, by name: an open set. The server's own checks are named here; each
+/// capability names its tenant checks in its own folder (`HealthCheck.php` in Pools/),
+/// and a name this build does not know (a check of a capability it lacks) is recorded,
+/// shown and journaled like any other.
+public struct HealthCheck: RawRepresentable, Hashable, Sendable, Codable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { rawValue = value }
+    public var description: String { rawValue }
+
     /// The server differs from the state database for this tenant (what `apply` would do).
-    case drift
+    public static let drift: HealthCheck = "drift"
     /// nginx's master runs.
-    case nginx
+    public static let nginx: HealthCheck = "nginx"
     /// php-fpm's masters run.
-    case phpFPM = "php-fpm"
+    public static let phpFPM: HealthCheck = "php-fpm"
     /// Free space where the web root and the state directory live.
-    case disk
+    public static let disk: HealthCheck = "disk"
     /// The state database can be read.
-    case stateDB = "state-db"
+    public static let stateDB: HealthCheck = "state-db"
+
+    /// The server's checks, in the order they are shown after the tenants' own.
+    public static let server: [HealthCheck] = [.drift, .nginx, .phpFPM, .disk, .stateDB]
 }
 
 /// One check's finding at one sweep.
@@ -39,9 +40,14 @@ public struct CheckOutcome: Sendable, Equatable {
     /// Why it is not ok (empty when ok).
     public var reason: String
     public var duration: Duration
+    /// A figure the check measured (a certificate's days left, a quota's percent), for its
+    /// capability's metrics.
+    public var value: Double?
+    /// Fields its journal entry carries besides the usual ones (`DESA_QUOTA_PERCENT`).
+    public var fields: [String: String] = [:]
 
-    public init(_ check: HealthCheck, _ state: HealthState, _ reason: String = "", duration: Duration = .zero) {
-        self.check = check; self.state = state; self.reason = reason; self.duration = duration
+    public init(_ check: HealthCheck, _ state: HealthState, _ reason: String = "", duration: Duration = .zero, value: Double? = nil) {
+        self.check = check; self.state = state; self.reason = reason; self.duration = duration; self.value = value
     }
 }
 
@@ -66,6 +72,8 @@ public struct HealthTransition: Sendable, Equatable {
     public var state: HealthState
     public var reason: String
     public var at: Date
+    /// The outcome's own journal fields.
+    public var fields: [String: String] = [:]
 
     public var isServer: Bool { subject.isEmpty }
 }
@@ -94,14 +102,15 @@ public struct TenantHealth: Sendable, Equatable {
     public var code: String
     public var slug: String
     public var outcomes: [CheckOutcome]
-    /// Days left on the certificate serving its primary name (for metrics), if any.
-    public var certificateDaysLeft: Double?
 
     public init(code: String, slug: String, outcomes: [CheckOutcome]) {
         self.code = code; self.slug = slug; self.outcomes = outcomes
     }
 
     public var state: HealthState { outcomes.map(\.state).max() ?? .ok }
+
+    /// The figure a check measured for this tenant, if it did.
+    public func value(of check: HealthCheck) -> Double? { outcomes.first { $0.check == check }?.value }
 }
 
 /// What a sweep found: every tenant, the server, and how long it took.

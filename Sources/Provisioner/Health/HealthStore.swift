@@ -7,37 +7,35 @@ import GRDB
 /// so a restarted agent, or `desactl health --now` between two sweeps, never says a
 /// change twice.
 public enum HealthStore {
-    static func migrate(_ m: inout DatabaseMigrator) {
-        m.registerMigration("v4-health") { db in
-            try db.create(table: "health_check") { t in
-                t.column("subject", .text).notNull()
-                t.column("check", .text).notNull()
-                t.column("state", .text).notNull()
-                t.column("reason", .text).notNull()
-                t.column("since", .text).notNull()
-                t.column("checkedAt", .text).notNull()
-                t.primaryKey(["subject", "check"])
-            }
-            try db.create(table: "health_event") { t in
-                t.autoIncrementedPrimaryKey("id")
-                t.column("at", .text).notNull()
-                t.column("subject", .text).notNull()
-                t.column("check", .text).notNull()
-                t.column("previous", .text)
-                t.column("state", .text).notNull()
-                t.column("reason", .text).notNull()
-            }
-            try db.create(index: "health_event_subject", on: "health_event", columns: ["subject", "id"])
-            try db.create(table: "health_sweep") { t in
-                t.column("id", .integer).primaryKey()
-                t.column("at", .text).notNull()
-                t.column("seconds", .double).notNull()
-                t.column("tenants", .integer).notNull()
-                t.column("ok", .integer).notNull()
-                t.column("degraded", .integer).notNull()
-                t.column("down", .integer).notNull()
-                t.column("by", .text).notNull()
-            }
+    static let migration = StateMigration("v4-health") { db in
+        try db.create(table: "health_check") { t in
+            t.column("subject", .text).notNull()
+            t.column("check", .text).notNull()
+            t.column("state", .text).notNull()
+            t.column("reason", .text).notNull()
+            t.column("since", .text).notNull()
+            t.column("checkedAt", .text).notNull()
+            t.primaryKey(["subject", "check"])
+        }
+        try db.create(table: "health_event") { t in
+            t.autoIncrementedPrimaryKey("id")
+            t.column("at", .text).notNull()
+            t.column("subject", .text).notNull()
+            t.column("check", .text).notNull()
+            t.column("previous", .text)
+            t.column("state", .text).notNull()
+            t.column("reason", .text).notNull()
+        }
+        try db.create(index: "health_event_subject", on: "health_event", columns: ["subject", "id"])
+        try db.create(table: "health_sweep") { t in
+            t.column("id", .integer).primaryKey()
+            t.column("at", .text).notNull()
+            t.column("seconds", .double).notNull()
+            t.column("tenants", .integer).notNull()
+            t.column("ok", .integer).notNull()
+            t.column("degraded", .integer).notNull()
+            t.column("down", .integer).notNull()
+            t.column("by", .text).notNull()
         }
     }
 
@@ -60,7 +58,8 @@ public enum HealthStore {
         // A cursor: a sweep of 5,000 tenants reads 20,000 rows, which need not all be in memory twice.
         let rows = try Row.fetchCursor(db, sql: "SELECT subject, \"check\", state, reason, since, checkedAt FROM health_check")
         while let row = try rows.next() {
-            guard let check = HealthCheck(rawValue: row["check"]), let state = HealthState(rawValue: row["state"]),
+            let check = HealthCheck(rawValue: row["check"])
+            guard let state = HealthState(rawValue: row["state"]),
                   let since = Timestamp.parse(row["since"]), let at = Timestamp.parse(row["checkedAt"]) else { continue }
             let subject: String = row["subject"]
             out[subject, default: [:]][check] = CheckStatus(subject: subject, check: check, state: state, reason: row["reason"],
@@ -80,7 +79,8 @@ public enum HealthStore {
     public static func history(_ db: Database, subject: String, limit: Int) throws -> [HealthTransition] {
         try Row.fetchAll(db, sql: "SELECT * FROM health_event WHERE subject = ? ORDER BY id DESC LIMIT ?",
                          arguments: [subject, limit]).compactMap { row in
-            guard let check = HealthCheck(rawValue: row["check"]), let state = HealthState(rawValue: row["state"]),
+            let check = HealthCheck(rawValue: row["check"])
+            guard let state = HealthState(rawValue: row["state"]),
                   let at = Timestamp.parse(row["at"]) else { return nil }
             return HealthTransition(subject: subject, check: check, previous: (row["previous"] as String?).flatMap(HealthState.init),
                                     state: state, reason: row["reason"], at: at)
@@ -169,7 +169,7 @@ public enum HealthLedger {
                     status.since = old.since
                 } else if old != nil || o.state != .ok {
                     change.transitions.append(HealthTransition(subject: subject, check: o.check, previous: old?.state, state: o.state,
-                                                               reason: o.reason, at: now))
+                                                               reason: o.reason, at: now, fields: o.fields))
                 }
                 change.statuses.append(status)
             }

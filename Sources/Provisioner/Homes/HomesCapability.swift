@@ -100,7 +100,7 @@ public struct HomesCapability: Capability {
                     out.steps.append(t.purge
                         ? Step(t.code, "purge-home", .archive, .custom(PurgeHome(home: home, logDir: t.logDir(d.config))))
                         : Step(t.code, "archive-home", .archive, .custom(ArchiveHome(home: home, logDir: t.logDir(d.config),
-                                                                                           to: archivePath(t, d)))))
+                                                                                           to: t.archivePath(d.config, at: d.now)))))
                 }
                 continue
             }
@@ -125,14 +125,6 @@ public struct HomesCapability: Capability {
             }
         }
         return out
-    }
-
-    func archivePath(_ t: Tenant, _ d: DesiredState) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
-        return d.config.archiveDir + "/" + t.slug + "-" + t.code.filter(\.isNumber) + "-" + f.string(from: d.now)
     }
 }
 

@@ -3,7 +3,7 @@ import Foundation
 /// Each active tenant's PHP-FPM pool, `<pool_dir>/<user>.conf` under its PHP version,
 /// running as the tenant's user on its own socket. A suspended tenant has no pool: it
 /// runs no PHP at all. Verification asks the pool's socket to accept a connection.
-public struct PoolsCapability: Capability {
+public struct PoolsCapability: HealthChecking {
     public struct Observation: Sendable {
         /// This capability's files in every pool directory (`<user>.conf`), by path.
         public var files: [String: SeenFile]
@@ -17,6 +17,7 @@ public struct PoolsCapability: Capability {
 
     public init() {}
     public var name: String { "pools" }
+    public var healthChecks: [any TenantCheck] { [PHPCheck()] }
 
     public var settings: [any ConfigSection.Type] { [PHPSettings.self] }
     public func services(_ config: Config) -> [ServiceSpec] { config.php.versions.keys.sorted().map { .phpFPM($0, config) } }

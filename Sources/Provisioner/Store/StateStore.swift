@@ -11,7 +11,9 @@ public final class StateStore: @unchecked Sendable {
     /// `cacheKiB`: SQLite's page cache per connection (its default is about 2 MB). The
     /// agent asks for less: the file is in the kernel's cache anyway, and a sweep reads on
     /// three connections at once.
-    public init(path: String, cacheKiB: Int = 2000) throws {
+    /// `migrations`: the core's tables, then those of the capabilities in use (see
+    /// `StatefulCapability`); the built-in ones unless told.
+    public init(path: String, cacheKiB: Int = 2000, migrations: [StateMigration] = StateStore.builtInMigrations) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
@@ -30,16 +32,32 @@ public final class StateStore: @unchecked Sendable {
         for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
             chmod(file, 0o600)
         }
-        // A read first: commands that only read (tenant list) should not pay for a write
-        // transaction and its fsyncs on every start.
-        if try !queue.read({ try Self.migrator.hasCompletedMigrations($0) }) {
-            try Self.migrator.migrate(queue)
-        }
+        try migrate(migrations)
     }
 
-    static var migrator: DatabaseMigrator {
+    /// Applies whichever of `migrations` this database has not had yet; a database that
+    /// has them all costs one read. Tables of capabilities not in use here (a test's, a
+    /// newer build's) are left alone.
+    public func migrate(_ migrations: [StateMigration]) throws {
+        let wanted = Set(migrations.map(\.identifier))
         var m = DatabaseMigrator()
-        m.registerMigration("v1") { db in
+        for s in migrations { m.registerMigration(s.identifier, migrate: s.migrate) }
+        // A read first: commands that only read (tenant list) should not pay for a write
+        // transaction and its fsyncs on every start.
+        if try queue.read({ try wanted.isSubset(of: m.appliedIdentifiers($0)) }) { return }
+        try m.migrate(queue)
+    }
+
+    /// The core's own tables (tenants, aliases, the audit), then the built-in capabilities',
+    /// then the health record's.
+    public static var builtInMigrations: [StateMigration] { migrations(Capabilities.builtIn) }
+
+    /// The core's tables, the capabilities', then the agent's (health, jobs).
+    public static func migrations(_ capabilities: [any Capability]) -> [StateMigration] {
+        core + Capabilities.migrations(capabilities) + [HealthStore.migration, JobRecord.migration]
+    }
+
+    static let core: [StateMigration] = [StateMigration("v1") { db in
             try db.create(table: "tenant") { t in
                 t.column("code", .text).primaryKey()
                 t.column("slug", .text).notNull().unique()
@@ -72,27 +90,9 @@ public final class StateStore: @unchecked Sendable {
                 t.column("outcome", .text).notNull()
                 t.column("detail", .text).notNull()
             }
-        }
-        m.registerMigration("v2-databases") { db in
-            try db.create(table: "database") { t in
-                t.column("code", .text).primaryKey().references("tenant", onDelete: .cascade)
-                t.column("name", .text).notNull().unique()
-                t.column("user", .text).notNull()
-                t.column("desired", .text).notNull()
-                t.column("createdAt", .text).notNull()
-            }
-        }
-        CertStore.migrate(&m)
-        HealthStore.migrate(&m)
-        return m
-    }
+        }]
 
     // MARK: reading
-
-    /// The tenants' databases (kept and deleted), by village code.
-    public func databases() throws -> [String: TenantDatabase] {
-        try queue.read { db in try TenantDatabase.byCode(db) }
-    }
 
     public func tenants() throws -> [Tenant] {
         try queue.read { db in try Tenant.order(Column("code")).fetchAll(db) }

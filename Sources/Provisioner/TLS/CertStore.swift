@@ -128,37 +128,35 @@ public struct TLSServe: Sendable, Equatable {
 
 /// The certificates on disk and in the state database.
 public enum CertStore {
-    static func migrate(_ m: inout DatabaseMigrator) {
-        m.registerMigration("v3-certificates") { db in
-            try db.create(table: "certificate") { t in
-                t.column("id", .text).primaryKey()
-                t.column("source", .text).notNull()
-                t.column("members", .text).notNull()
-                t.column("names", .text).notNull()
-                t.column("notBefore", .text)
-                t.column("notAfter", .text)
-                t.column("serial", .text)
-                t.column("ariCertID", .text)
-                t.column("ariStart", .text)
-                t.column("ariEnd", .text)
-                t.column("issuedAt", .text)
-                t.column("lastError", .text)
-                t.column("lastAttempt", .text)
-            }
-            try db.create(table: "cert_held_out") { t in
-                t.column("name", .text).primaryKey()
-                t.column("code", .text).notNull()
-                t.column("reason", .text).notNull()
-                t.column("failures", .integer).notNull()
-                t.column("lastFailure", .text).notNull()
-            }
-            try db.create(table: "cert_ledger") { t in
-                t.autoIncrementedPrimaryKey("id")
-                t.column("time", .text).notNull()
-                t.column("kind", .text).notNull()
-                t.column("names", .text).notNull()
-                t.column("renewalWithARI", .boolean).notNull()
-            }
+    static let migration = StateMigration("v3-certificates") { db in
+        try db.create(table: "certificate") { t in
+            t.column("id", .text).primaryKey()
+            t.column("source", .text).notNull()
+            t.column("members", .text).notNull()
+            t.column("names", .text).notNull()
+            t.column("notBefore", .text)
+            t.column("notAfter", .text)
+            t.column("serial", .text)
+            t.column("ariCertID", .text)
+            t.column("ariStart", .text)
+            t.column("ariEnd", .text)
+            t.column("issuedAt", .text)
+            t.column("lastError", .text)
+            t.column("lastAttempt", .text)
+        }
+        try db.create(table: "cert_held_out") { t in
+            t.column("name", .text).primaryKey()
+            t.column("code", .text).notNull()
+            t.column("reason", .text).notNull()
+            t.column("failures", .integer).notNull()
+            t.column("lastFailure", .text).notNull()
+        }
+        try db.create(table: "cert_ledger") { t in
+            t.autoIncrementedPrimaryKey("id")
+            t.column("time", .text).notNull()
+            t.column("kind", .text).notNull()
+            t.column("names", .text).notNull()
+            t.column("renewalWithARI", .boolean).notNull()
         }
     }
 

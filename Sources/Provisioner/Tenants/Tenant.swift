@@ -85,6 +85,16 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
         user.map { $0.uid == uid && $0.home == home(config) } ?? false
     }
 
+    /// Where a deleted tenant's home goes in the archive (and what else is archived with
+    /// it, such as its database's dump, starts with): `<archive_dir>/<slug>-<code digits>-<UTC time>`.
+    public func archivePath(_ config: Config, at time: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd'T'HHmmss'Z'"
+        return config.archiveDir + "/" + slug + "-" + code.filter(\.isNumber) + "-" + f.string(from: time)
+    }
+
     /// What `status` should become once apply has carried out `desired`.
     public var convergedStatus: Status {
         switch desired {
@@ -113,28 +123,4 @@ public struct AuditEntry: Codable, Sendable, FetchableRecord, PersistableRecord 
     public var target: String
     public var outcome: String
     public var detail: String
-}
-
-/// A tenant's MariaDB database and user, as the state database records it. The names
-/// are fixed when it is first asked for (a later change of `mariadb.naming` does not
-/// rename it). `desired = deleted` keeps the row: its database is dumped and dropped.
-public struct TenantDatabase: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
-    public enum Desired: String, Codable, Sendable { case present, deleted }
-    public static let databaseTableName = "database"
-    public static func databaseDateEncodingStrategy(for column: String) -> DatabaseDateEncodingStrategy { Timestamp.encoding }
-    public static func databaseDateDecodingStrategy(for column: String) -> DatabaseDateDecodingStrategy { Timestamp.decoding }
-
-    public var code: String
-    public var name: String
-    public var user: String
-    public var desired: Desired
-    public var createdAt: Date
-
-    public init(code: String, name: String, user: String, desired: Desired = .present, createdAt: Date) {
-        self.code = code; self.name = name; self.user = user; self.desired = desired; self.createdAt = createdAt
-    }
-
-    static func byCode(_ db: Database) throws -> [String: TenantDatabase] {
-        Dictionary(try TenantDatabase.fetchAll(db).map { ($0.code, $0) }, uniquingKeysWith: { a, _ in a })
-    }
 }

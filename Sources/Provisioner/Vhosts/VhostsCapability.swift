@@ -3,7 +3,7 @@ import Foundation
 /// Each tenant's nginx server block, `<sites_dir>/<slug>.conf`, rendered from its site
 /// template (the suspended page while it is suspended), and the shared ACME challenge
 /// directory every vhost serves. Verification asks nginx for the tenant's name.
-public struct VhostsCapability: Capability {
+public struct VhostsCapability: HealthChecking {
     public struct Observation: Sendable {
         public var stats: [String: FileStat]
         /// This capability's files in the sites directory (`<slug>.conf`), by path.
@@ -12,6 +12,7 @@ public struct VhostsCapability: Capability {
 
     public init() {}
     public var name: String { "vhosts" }
+    public var healthChecks: [any TenantCheck] { [HTTPCheck(), HTTPSCheck()] }
 
     public var settings: [any ConfigSection.Type] { [NginxSettings.self] }
     public func services(_ config: Config) -> [ServiceSpec] { [.nginx(config)] }
@@ -44,11 +45,12 @@ public struct VhostsCapability: Capability {
         out.steps += Step.ensure(baseDirectories(d.config), nil, seen.stats)
         var files = seen.files
         let nginx = ServiceSpec.nginx(d.config).name
+        let tls = d.state(of: CertificatesCapability.self)?.serving ?? [:]
         for t in d.tenants where t.desired != .deleted {
             let path = d.config.nginx.sitesDir + "/" + t.slug + ".conf"
             let existing = files.removeValue(forKey: path)
             do {
-                if let content = try d.renderer.vhost(t, aliases: d.aliases[t.code] ?? [], tls: d.tls[t.code] ?? [], unlessEqualTo: existing),
+                if let content = try d.renderer.vhost(t, aliases: d.aliases[t.code] ?? [], tls: tls[t.code] ?? [], unlessEqualTo: existing),
                    let s = Step.write(path, content, service: nginx, tenant: t.code, existing: existing, blame: [t.home(d.config) + "/"]) {
                     out.steps.append(s)
                 }

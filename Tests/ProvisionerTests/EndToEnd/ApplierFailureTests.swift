@@ -2,41 +2,6 @@ import Foundation
 import Testing
 @testable import Provisioner
 
-/// A capability declared here only: each active tenant gets an nginx server block of its
-/// own, `<sites_dir>/<slug>.banner.conf`, answering `banner-<slug>.test` with a line of
-/// text. It plugs in through the registration line alone (`Capabilities.builtIn + [Banners()]`),
-/// and its files go through the same write, check, blame, roll back, reload as a vhost.
-struct Banners: Capability {
-    /// Tenants (by code) whose banner renders as nginx refuses it.
-    var broken: Set<String> = []
-    var text = "banner"
-    var name: String { "banners" }
-
-    struct Observation: Sendable { var files: [String: String] }
-
-    func path(_ t: Tenant, _ c: Config) -> String { c.nginx.sitesDir + "/" + t.slug + ".banner.conf" }
-
-    func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
-        Observation(files: host.configFiles(in: [d.config.nginx.sitesDir]).filter { $0.key.hasSuffix(".banner.conf") })
-    }
-
-    func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
-        var out = CapabilityPlan()
-        var files = seen.files
-        for t in d.tenants where t.desired == .active {
-            let p = path(t, d.config)
-            let directive = broken.contains(t.code) ? "retrun" : "return"
-            let content = "# desa-managed tenant=\(t.code)\nserver {\n    listen \(d.config.nginx.listen);\n    server_name banner-\(t.slug).test;\n    \(directive) 200 \"\(text) \(t.slug)\\n\";\n}\n"
-            if let s = Step.write(p, content, service: "nginx", tenant: t.code, existing: files.removeValue(forKey: p)) {
-                out.steps.append(s)
-            }
-            out.probes[t.code] = [.http(host: "banner-\(t.slug).test", address: d.config.nginx.probe, expect: .active)]
-        }
-        orphanSteps(files, service: "nginx", known: d.known, removeUnknown: d.removeUnknown, into: &out)
-        return out
-    }
-}
-
 /// The applier's failure paths against real nginx and php-fpm, and a capability of the
 /// test target's own planned, applied, checked and rolled back like the built-in ones.
 @Suite("Applier: failures, rollback, a test capability", .serialized)

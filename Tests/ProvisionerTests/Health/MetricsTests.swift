@@ -59,8 +59,8 @@ struct MetricsTests {
         m.observeCheck("http", duration: .milliseconds(30))
         m.observeCheck("http", duration: .seconds(2))
         m.observeCheck("php", duration: .milliseconds(3))
-        m.setCertificateDaysLeft(slug: "cibodas", days: 61.5)
-        m.setCertificateDaysLeft(slug: "sukajadi", days: -2)
+        m.setTenantValue("certificate_days_left", slug: "cibodas", 61.5)
+        m.setTenantValue("certificate_days_left", slug: "sukajadi", -2)
 
         let e = try Exposition(m.exposition())
         // The last sweep's counts; a state it left out is 0, not missing.
@@ -99,20 +99,20 @@ struct MetricsTests {
     @Test("a deleted tenant's certificate series disappears; the last one takes the family with it")
     func certificateRemoval() throws {
         let m = AgentMetrics()
-        m.setCertificateDaysLeft(slug: "cibodas", days: 30)
-        m.setCertificateDaysLeft(slug: "sukajadi", days: 45)
-        m.setCertificateDaysLeft(slug: "cibodas", days: 29)   // updated, not duplicated
+        m.setTenantValue("certificate_days_left", slug: "cibodas", 30)
+        m.setTenantValue("certificate_days_left", slug: "sukajadi", 45)
+        m.setTenantValue("certificate_days_left", slug: "cibodas", 29)   // updated, not duplicated
         #expect(try Exposition(m.exposition()).series("desa_certificate_days_left") == [
             "desa_certificate_days_left{tenant=\"cibodas\"}": 29,
             "desa_certificate_days_left{tenant=\"sukajadi\"}": 45,
         ])
 
-        m.setCertificateDaysLeft(slug: "cibodas", days: nil)
-        m.setCertificateDaysLeft(slug: "never-had-one", days: nil)
+        m.setTenantValue("certificate_days_left", slug: "cibodas", nil)
+        m.setTenantValue("certificate_days_left", slug: "never-had-one", nil)
         #expect(try Exposition(m.exposition()).series("desa_certificate_days_left") == ["desa_certificate_days_left{tenant=\"sukajadi\"}": 45])
-        #expect(m.certificateSlugs == ["sukajadi"])
+        #expect(m.slugs("certificate_days_left") == ["sukajadi"])
 
-        m.setCertificateDaysLeft(slug: "sukajadi", days: nil)
+        m.setTenantValue("certificate_days_left", slug: "sukajadi", nil)
         let none = try Exposition(m.exposition())
         #expect(none.series("desa_certificate_days_left").isEmpty)
         #expect(none.type["desa_certificate_days_left"] == nil)
@@ -120,7 +120,7 @@ struct MetricsTests {
         #expect(none.series("desa_tenants").count == 3)
 
         // A tenant that gets a certificate again is back.
-        m.setCertificateDaysLeft(slug: "cibodas", days: 90)
+        m.setTenantValue("certificate_days_left", slug: "cibodas", 90)
         #expect(try Exposition(m.exposition()).series("desa_certificate_days_left") == ["desa_certificate_days_left{tenant=\"cibodas\"}": 90])
     }
 
@@ -183,7 +183,7 @@ struct MetricsTests {
     func tcpServer() async throws {
         let m = AgentMetrics()
         m.recordSweep(duration: .seconds(3), tenantsByState: ["ok": 2, "down": 1])
-        m.setCertificateDaysLeft(slug: "cibodas", days: 12.25)
+        m.setTenantValue("certificate_days_left", slug: "cibodas", 12.25)
         let server = try MetricsServer(listen: "127.0.0.1:0", metrics: m, group: MultiThreadedEventLoopGroup.singleton)
         let bound = try await server.start()
         #expect(bound.hasPrefix("127.0.0.1:") && bound != "127.0.0.1:0", "bound \(bound)")
@@ -200,7 +200,7 @@ struct MetricsTests {
         #expect(e.samples["desa_sweep_duration_seconds"] == 3)
 
         // A change shows in the next scrape.
-        m.setCertificateDaysLeft(slug: "cibodas", days: nil)
+        m.setTenantValue("certificate_days_left", slug: "cibodas", nil)
         let later = try await Self.curl(["\(base)/metrics?x=1"])
         #expect(later.status == 200)
         #expect(try Exposition(later.body).series("desa_certificate_days_left").isEmpty)

@@ -26,33 +26,15 @@ public struct DatabaseInfo: Sendable {
 }
 
 extension Engine {
-    func requireDatabases() throws {
-        guard config.mariadb.enabled else {
-            throw DesaError(.config, "databases are off: set mariadb.enabled = true in \(config.path) (and the server's socket or address under [mariadb])")
-        }
+    func requireDatabases() throws { try DatabasesCapability.require(config) }
+
+    func wantDatabase(_ db: Database, _ t: Tenant) throws {
+        try DatabasesCapability.want(db, t, TenantChange(config: config, now: now()))
     }
 
-    /// The row that gives tenant `t` a database, named by the config (and checked not
-    /// to collide with another tenant's).
-    func databaseRow(_ db: Database, for t: Tenant) throws -> TenantDatabase {
-        let name = try DatabaseNames.name(for: t, config.mariadb)
-        if let other = try TenantDatabase.filter(Column("name") == name && Column("code") != t.code).fetchOne(db) {
-            throw DesaError(.conflict, "the database name \(name) for \(t.slug) is already tenant \(other.code)'s")
-        }
-        return TenantDatabase(code: t.code, name: name, user: name, createdAt: now())
-    }
-
-    /// Inserts database rows for these tenants where they have none (or bring back a
-    /// deleted one).
-    func wantDatabases(_ db: Database, codes: [String]) throws {
-        for code in codes {
-            let t = try StateStore.find(db, code)
-            if var row = try TenantDatabase.fetchOne(db, key: code) {
-                if row.desired != .present { row.desired = .present; try row.update(db) }
-            } else {
-                try databaseRow(db, for: t).insert(db)
-            }
-        }
+    /// The tenant's database row, if it has one (kept or deleted).
+    public func databaseRecord(_ key: String) throws -> TenantDatabase? {
+        try store.queue.read { db in try TenantDatabase.fetchOne(db, key: try StateStore.find(db, key).code) }
     }
 
     /// `db create`: the tenant gets a database, a user granted only that database, and
@@ -63,7 +45,7 @@ extension Engine {
             if let row = try TenantDatabase.fetchOne(db, key: t.code), row.desired == .present {
                 throw DesaError(.conflict, "tenant \(t.slug) already has the database \(row.name) (desactl db show \(t.slug))")
             }
-            try self.wantDatabases(db, codes: [t.code])
+            try self.wantDatabase(db, t)
         }
     }
 
@@ -98,7 +80,8 @@ extension Engine {
             record(op: "db rotate-password", target: key, outcome: "rejected", detail: e.message)
             throw e
         }
-        return try mutate(op: "db rotate-password", target: t.code, dryRun: dryRun, rotatePasswords: [t.code]) { _ in }
+        return try mutate(op: "db rotate-password", target: t.code, dryRun: dryRun,
+                          adjust: { $0.update(DatabasesCapability.self) { $0.rotate.insert(t.code) } }) { _ in }
     }
 
     /// `db show`.

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Provisioner
+
 import ServiceLifecycle
 
 /// Tells systemd the agent lives: WATCHDOG=1 every half of the watchdog period, from a

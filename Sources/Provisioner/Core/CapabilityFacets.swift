@@ -1,0 +1,55 @@
+import Foundation
+import GRDB
+
+/// A table of the state database a capability brings: created by its own migration,
+/// registered with the store by the capability (`StatefulCapability.migrations`), never
+/// listed centrally. The identifier is fixed for ever (`v2-databases`); a new one for
+/// each change of schema.
+public struct StateMigration: Sendable {
+    public var identifier: String
+    public var migrate: @Sendable (Database) throws -> Void
+    public init(_ identifier: String, _ migrate: @escaping @Sendable (Database) throws -> Void) {
+        self.identifier = identifier; self.migrate = migrate
+    }
+}
+
+/// The state facet: a capability that keeps state of its own in the state database (its
+/// tables, through its migrations) and reads it into its own typed part of the desired
+/// state, in the same read as the tenants (`DesiredState.state(of:)`).
+public protocol StatefulCapability: Capability {
+    associatedtype State: Sendable
+    /// Its tables, in order.
+    var migrations: [StateMigration] { get }
+    /// Its part of the desired state, from its tables; `d` has the tenants and aliases.
+    func load(_ db: Database, _ d: DesiredState) throws -> State
+}
+
+extension StatefulCapability {
+    public var migrations: [StateMigration] { [] }
+
+    func loadPart(_ db: Database, into d: inout DesiredState) throws {
+        d.setPart(ObjectIdentifier(Self.self), try load(db, d))
+    }
+}
+
+/// What a tenant's creation or deletion means to a capability's own tables (a database
+/// row for `--with-db`; the row marked deleted with its tenant). Called in the command's
+/// transaction, before the plan: nothing is written if anything refuses.
+public protocol TenantLifecycle: Capability {
+    /// Refuses options this server cannot honour (`--with-db` without MariaDB).
+    func check(_ options: TenantOptions, _ config: Config) throws
+    func created(_ t: Tenant, _ options: TenantOptions, _ db: Database, _ context: TenantChange) throws
+    func deleted(_ t: Tenant, _ db: Database, _ context: TenantChange) throws
+}
+
+extension TenantLifecycle {
+    public func check(_ options: TenantOptions, _ config: Config) throws {}
+    public func created(_ t: Tenant, _ options: TenantOptions, _ db: Database, _ context: TenantChange) throws {}
+    public func deleted(_ t: Tenant, _ db: Database, _ context: TenantChange) throws {}
+}
+
+/// What a lifecycle hook may know: the config and the command's time.
+public struct TenantChange: Sendable {
+    public var config: Config
+    public var now: Date
+}
