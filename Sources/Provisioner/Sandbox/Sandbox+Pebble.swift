@@ -90,10 +90,14 @@ public enum SandboxPebble {
     }
 
     /// This sandbox's process of `name`, as recorded when it started; never one found by its
-    /// name or its ports (another sandbox's pebble may use the same).
+    /// name or its ports (another sandbox's pebble may use the same). A pebble started by a
+    /// desactl that kept no record counts if its command line names this sandbox's config;
+    /// such a pebble-challtestsrv cannot be told from another sandbox's, so it never counts.
     static func running(_ c: Config, _ name: String) -> StartedProcess? {
-        guard let r = StartedProcess.read(recordFile(c, name)), r.isRunning else { return nil }
-        return r
+        if let r = StartedProcess.read(recordFile(c, name)) { return r.isRunning ? r : nil }
+        let id = identity(c, name)
+        guard let argument = id.argument, let pid = ServiceControl.pidFileValue(pidFile(c, name)) else { return nil }
+        return StartedProcess.capture(pid: pid, executable: id.executable, argument: argument)
     }
 
     static func runningPID(_ c: Config, _ name: String) -> pid_t? { running(c, name)?.pid }
