@@ -157,19 +157,21 @@ public struct DatabasesCapability: StatefulCapability, TenantLifecycle, HealthCh
 
 extension ServiceSpec {
     /// The MariaDB server tenants' databases live on. A sandbox runs its own `mariadbd`
-    /// (detached with `setsid --fork`, as it does not daemonize); production's is a unit.
+    /// (in the foreground, as it does not daemonize); production's is a unit.
     public static func mariadb(_ c: Config) -> ServiceSpec {
         let m = c.mariadb
+        let sandbox = c.mode == .sandbox
         var start: [String] = []
-        if c.mode == .sandbox {
-            start = ["/usr/bin/setsid", "--fork", m.serverBinary, "--no-defaults", "--datadir=" + m.dataDir,
+        if sandbox {
+            start = [m.serverBinary, "--no-defaults", "--datadir=" + m.dataDir,
                      "--pid-file=" + m.pidFile, "--log-error=" + c.logDir + "/mariadb.log", "--user=root",
                      "--bind-address=127.0.0.1", "--port=\(m.port)", "--skip-name-resolve"]
             if let s = m.socket { start.append("--socket=" + s) }
         }
-        return ServiceSpec(name: "mariadb", kind: .mariadb, binary: m.serverBinary, start: start, pidFile: m.pidFile,
-                           unit: c.mode == .production ? m.service : "", errorLog: c.logDir + "/mariadb.log",
-                           readySocket: c.mode == .sandbox ? m.socket : nil)
+        return ServiceSpec(name: "mariadb", kind: .mariadb, binary: m.serverBinary, start: start, foreground: true, pidFile: m.pidFile,
+                           unit: sandbox ? "" : m.service, argument: sandbox ? m.dataDir : nil,
+                           listens: sandbox ? ["127.0.0.1:\(m.port)"] : [], errorLog: c.logDir + "/mariadb.log",
+                           readySocket: sandbox ? m.socket : nil)
     }
 }
 

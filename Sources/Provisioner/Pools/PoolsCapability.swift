@@ -80,8 +80,11 @@ extension ServiceSpec {
     /// The php-fpm master of one PHP version, as the config runs it.
     public static func phpFPM(_ version: String, _ c: Config) -> ServiceSpec {
         guard let p = c.php.versions[version] else { return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM) }
+        let sandbox = c.mode == .sandbox
+        // In the foreground (-F): a daemonizing master forks again at each reload (SIGUSR2),
+        // so the pid desa recorded would stop naming it.
         return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM, binary: p.binary, check: [p.binary, "-t", "-y", p.mainConf],
-                           start: [p.binary, "-y", p.mainConf], pidFile: p.pidFile, unit: c.mode == .production ? p.service : "",
-                           socketDir: p.socketDir)
+                           start: sandbox ? [p.binary, "-F", "-y", p.mainConf] : [], foreground: true, pidFile: p.pidFile,
+                           unit: sandbox ? "" : p.service, argument: sandbox ? p.mainConf : nil, socketDir: p.socketDir)
     }
 }

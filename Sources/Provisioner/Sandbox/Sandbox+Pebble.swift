@@ -66,7 +66,6 @@ public enum SandboxPebble {
         guard let p = ports(c) else { return [] }
         let d = dir(c)
         return [
-            // The last argument tells this sandbox's process from another's (see `start`).
             ("pebble-challtestsrv", ["/usr/bin/pebble-challtestsrv", "-dns01", "127.0.0.1:\(p.dns)", "-http01", "", "-https01", "",
                                      "-tlsalpn01", "", "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "",
                                      "-management", "127.0.0.1:\(p.dnsManagement)"]),
@@ -75,37 +74,59 @@ public enum SandboxPebble {
         ]
     }
 
+    /// What ties a process to this sandbox besides its record: pebble's command line names
+    /// its config; pebble-challtestsrv's names only ports (another sandbox's may name the
+    /// same), so both run in `DIR/pebble`, and that is recorded too.
+    static func identity(_ c: Config, _ name: String) -> (executable: String, argument: String?, cwd: String) {
+        ("/usr/bin/" + name, name == "pebble" ? dir(c) + "/pebble.json" : nil, dir(c))
+    }
+
     static func pidFile(_ c: Config, _ name: String) -> String {
         (c.path as NSString).deletingLastPathComponent + "/run/" + name + ".pid"
     }
 
-    static func runningPID(_ c: Config, _ name: String) -> pid_t? {
-        guard let text = AtomicFiles.read(pidFile(c, name)), let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
-              pid > 0, Processes.isAlive(pid: pid, executable: "/usr/bin/" + name) else { return nil }
-        return pid
+    static func recordFile(_ c: Config, _ name: String) -> String {
+        (c.path as NSString).deletingLastPathComponent + "/run/" + name + ".started.json"
     }
 
-    /// Starts the DNS test server and pebble (detached, in their own session), waits for
-    /// their ports, and saves this run's root.
+    /// This sandbox's process of `name`, as recorded when it started; never one found by its
+    /// name or its ports (another sandbox's pebble may use the same). A pebble started by a
+    /// desactl that kept no record counts if its command line names this sandbox's config;
+    /// such a pebble-challtestsrv cannot be told from another sandbox's, so it never counts.
+    static func running(_ c: Config, _ name: String) -> StartedProcess? {
+        if let r = StartedProcess.read(recordFile(c, name)) { return r.isRunning ? r : nil }
+        let id = identity(c, name)
+        guard let argument = id.argument, let pid = ServiceControl.pidFileValue(pidFile(c, name)) else { return nil }
+        return StartedProcess.capture(pid: pid, executable: id.executable, argument: argument)
+    }
+
+    static func runningPID(_ c: Config, _ name: String) -> pid_t? { running(c, name)?.pid }
+
+    /// The processes of this sandbox's pebble and DNS test server that run.
+    static func ownedProcesses(_ c: Config) -> Set<pid_t> {
+        Set(["pebble", "pebble-challtestsrv"].compactMap { runningPID(c, $0) })
+    }
+
+    /// Starts the DNS test server and pebble (each in its own session), waits for their
+    /// ports, and saves this run's root.
     public static func start(_ c: Config, runner: ProcessRunning, time: TimeSource = .system) throws {
         guard configured(c), let p = ports(c) else { return }
         let logDir = c.logDir
         for (name, argv) in commands(c) where runningPID(c, name) == nil {
-            let status = try runner.runDetached(["/usr/bin/setsid", "--fork"] + argv, logFile: logDir + "/\(name).log")
-            guard status == 0 else { throw DesaError.system("\(name) did not start (exit \(status)); see \(logDir)/\(name).log") }
-            let deadline = time.deadline(10)
-            var pid: pid_t?
-            while pid == nil && time.now() < deadline {
-                pid = Processes.find(executable: "/usr/bin/" + name, argument: argv.last!)
-                if pid == nil { time.sleep(0.05) }
-            }
-            guard let pid else { throw DesaError.system("\(name) did not start; see \(logDir)/\(name).log") }
-            try AtomicFiles.write([FileWrite(path: pidFile(c, name), content: "\(pid)\n")])
+            let id = identity(c, name)
+            let r = try StartedProcess.launch(argv, executable: id.executable, argument: id.argument, cwd: id.cwd, name: name,
+                                              logFile: logDir + "/\(name).log", record: recordFile(c, name), runner: runner, time: time)
+            try AtomicFiles.write([FileWrite(path: pidFile(c, name), content: "\(r.pid)\n")])
         }
-        for port in [p.dnsManagement, p.acme, p.management] {
+        // Up once its own process listens: another process on the port would not do.
+        for (name, port) in [("pebble-challtestsrv", p.dnsManagement), ("pebble", p.acme), ("pebble", p.management)] {
             let deadline = time.deadline(15)
-            while !Processes.listensOnLoopback(port: port) {
-                if time.now() > deadline { throw DesaError.system("nothing listens on 127.0.0.1:\(port); see \(logDir)/pebble.log") }
+            while true {
+                guard let pid = runningPID(c, name) else {
+                    throw DesaError.system("\(name) exited while starting; see \(logDir)/\(name).log")
+                }
+                if Processes.use(port: UInt16(port), host: "127.0.0.1").holders.contains(pid) { break }
+                if time.now() > deadline { throw DesaError.system("\(name) does not listen on 127.0.0.1:\(port); see \(logDir)/\(name).log") }
                 time.sleep(0.05)
             }
         }
@@ -114,15 +135,21 @@ public enum SandboxPebble {
         guard root.ok else { throw DesaError.system("cannot fetch pebble's root: \(root.message)") }
     }
 
-    /// Both at once: each takes 1.5–2 s to shut down gracefully.
+    /// Both at once: each takes 1.5–2 s to shut down gracefully. Only the processes this
+    /// sandbox recorded.
     public static func stop(_ c: Config, time: TimeSource = .system) {
-        let running = ["pebble", "pebble-challtestsrv"].compactMap { name in runningPID(c, name).map { (name, $0) } }
-        for (_, pid) in running { kill(pid, SIGTERM) }
-        let deadline = time.deadline(5)
-        while running.contains(where: { kill($0.1, 0) == 0 }) && time.now() < deadline { time.sleep(0.02) }
-        for (name, pid) in running {
-            if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        let names = ["pebble", "pebble-challtestsrv"]
+        let ours = names.compactMap { running(c, $0) }
+        for r in ours { kill(r.pid, SIGTERM) }
+        var deadline = time.deadline(5)
+        while ours.contains(where: { $0.isRunning }) && time.now() < deadline { time.sleep(0.02) }
+        for r in ours where r.isRunning { kill(r.pid, SIGKILL) }
+        deadline = time.deadline(2)
+        while ours.contains(where: { $0.isRunning }) && time.now() < deadline { time.sleep(0.01) }
+        for r in ours { _ = Processes.reap(r.pid) }
+        for name in names {
             unlink(pidFile(c, name))
+            unlink(recordFile(c, name))
         }
     }
 }

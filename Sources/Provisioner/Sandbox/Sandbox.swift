@@ -121,6 +121,7 @@ public enum Sandbox {
         // What is written must load: the options pass the same checks as any desa.toml.
         let text = try toml(c, options: o)
         _ = try Config.parse(text, source: c.path)
+        try checkPorts(c, pebble: o.withPebble, ours: [], starting: false)
         try FileManager.default.createDirectory(atPath: o.dir, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o755])
         try checkTraversable(o.dir)
@@ -201,8 +202,11 @@ public enum Sandbox {
 
     public static func start(_ c: Config, runner: ProcessRunning = SystemProcessRunner()) throws {
         try requireSandbox(c)
-        try prepare(c)
         let s = ServiceControl(config: c, runner: runner)
+        // Every port first: one that another process holds stops the start before anything
+        // is written, started or ended.
+        try checkPorts(c, pebble: SandboxPebble.configured(c), ours: ownedProcesses(c, s), starting: true)
+        try prepare(c)
         for v in c.php.versions.keys.sorted() {
             let r = try s.test(.phpFPM(v, c))
             if !r.ok { throw DesaError(.checkFailed, "php-fpm \(v) configuration fails its check: \(r.message)") }

@@ -29,12 +29,59 @@ public struct ServiceControl: Sendable {
         return try runner.run(s.check)
     }
 
-    /// The pid in the service's pid file, if that process is alive and is the service's
-    /// binary (a pid file left by a killed master can name a reused pid).
+    /// The service's running master. In a sandbox: the master desa started and recorded
+    /// (`ownedMaster`). In production: the pid in the service's pid file, if that process is
+    /// alive and is the service's binary (a pid file left by a killed master can name a
+    /// reused pid); there it is only looked at, never signalled.
     public func runningPID(_ s: ServiceSpec) -> pid_t? {
-        guard !s.pidFile.isEmpty, let text = AtomicFiles.read(s.pidFile),
-              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+        if mode == .sandbox { return ownedMaster(s)?.pid }
+        guard let pid = Self.pidFileValue(s.pidFile) else { return nil }
         return Processes.isAlive(pid: pid, executable: s.binary) ? pid : nil
+    }
+
+    static func pidFileValue(_ path: String) -> pid_t? {
+        guard !path.isEmpty, let text = AtomicFiles.read(path),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0 else { return nil }
+        return pid
+    }
+
+    /// This sandbox's master of `s`, if it runs: the process its record names, with the
+    /// same start time and executable, its command line still naming this sandbox's config.
+    /// A sandbox started by a desactl that kept no record has none: then the master its
+    /// pid file names counts if its command line names this sandbox's config (only a
+    /// master started with that file does), so that `stop` and `destroy` still end it.
+    public func ownedMaster(_ s: ServiceSpec) -> StartedProcess? {
+        guard mode == .sandbox, !s.pidFile.isEmpty else { return nil }
+        if let r = StartedProcess.read(s.recordFile) { return r.isRunning ? r : nil }
+        guard let argument = s.argument, let pid = Self.pidFileValue(s.pidFile) else { return nil }
+        return StartedProcess.capture(pid: pid, executable: s.binary, argument: argument)
+    }
+
+    /// The processes of `s` that are this sandbox's: its master and the master's workers,
+    /// or, with the master gone, the workers it left behind.
+    public func ownedProcesses(_ s: ServiceSpec) -> Set<pid_t> {
+        if let m = ownedMaster(s) { return Set([m.pid] + m.sessionMembers()) }
+        return Set(leftovers(s))
+    }
+
+    /// Workers of this sandbox's master of `s` that outlived it (see `StartedProcess.leftovers`):
+    /// tied to the sandbox by its log directory and, for php-fpm, its socket directory.
+    func leftovers(_ s: ServiceSpec) -> [pid_t] {
+        guard mode == .sandbox, let r = StartedProcess.read(s.recordFile) else { return [] }
+        return r.leftovers(holdingFilesUnder: [logDir] + (s.socketDir.map { [$0] } ?? []))
+    }
+
+    /// Why `s` cannot bind its addresses, if another process holds one of them.
+    func portConflict(_ s: ServiceSpec) -> String? {
+        let ours = ownedProcesses(s)
+        for listen in s.listens {
+            guard let a = ProbeAddress(listen) else { continue }
+            let use = Processes.use(port: a.port, host: a.host)
+            let others = use.holders.filter { !ours.contains($0) }
+            if !others.isEmpty { return "port \(a.port) on \(a.host) is in use by \(Processes.describe(others)), not this sandbox's" }
+            if use.inUse && use.holders.isEmpty { return "port \(a.port) on \(a.host) is in use (by no process desa can see)" }
+        }
+        return nil
     }
 
     /// Waits while a php-fpm master re-reads its configuration after a reload (it
@@ -67,9 +114,9 @@ public struct ServiceControl: Sendable {
     }
 
     /// Checks that every service's master runs and that nginx answers on the probe
-    /// address. In a sandbox a dead master is started again, after ending the orphaned
-    /// nginx workers that still hold its port; in production systemd owns the services,
-    /// so a dead one is only reported.
+    /// address. In a sandbox a dead master is started again, after ending the workers it
+    /// left holding its port (only the sandbox's own; a port another process holds is
+    /// reported); in production systemd owns the services, so a dead one is only reported.
     public func ensureRunning(_ specs: [ServiceSpec]) -> [Finding] {
         var out: [Finding] = []
         for s in specs where s.kind != .systemd {
@@ -123,59 +170,89 @@ public struct ServiceControl: Sendable {
         try start(s)
     }
 
+    /// Starts a sandbox's master and records it. In production systemd runs the services:
+    /// desa starts, stops and ends nothing there.
     public func start(_ s: ServiceSpec) throws {
-        if runningPID(s) != nil || s.start.isEmpty { return }
-        // Workers of a master that was killed keep its port or sockets: a new master could not bind.
-        if let port = s.port {
-            let stale = Processes.listeners(port: port, executable: s.binary)
-            if !stale.isEmpty { Processes.terminate(stale, time: time) }
-        }
-        if let dir = s.socketDir {
-            let stale = Processes.unixListeners(in: dir, executable: s.binary)
-            if !stale.isEmpty { Processes.terminate(stale, grace: 1, time: time) }
-            // A socket that still accepts with no master running is held by a process
-            // that inherited it (php-fpm's listening sockets survive exec): php-fpm would
-            // refuse to start ("Another FPM instance seems to already listen"). Only a
-            // sandbox starts masters itself, and its socket directory is its own.
-            if mode == .sandbox, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) {
-                for n in names where n.hasSuffix(".sock") && Applier.unixSocketRefuses(dir + "/" + n) == nil {
-                    unlink(dir + "/" + n)
-                }
+        guard mode == .sandbox, !s.start.isEmpty, ownedMaster(s) == nil else { return }
+        // Workers of our master that was killed keep its port or sockets: a new master could
+        // not bind. Only those that are this sandbox's are ended, never a process found by
+        // its port or its name alone.
+        let left = leftovers(s)
+        if !left.isEmpty { Processes.terminate(left, grace: s.kind == .phpFPM ? 1 : 3, time: time) }
+        if let conflict = portConflict(s) { throw DesaError(.conflict, "\(s) did not start: \(conflict)") }
+        if let dir = s.socketDir, let names = try? FileManager.default.contentsOfDirectory(atPath: dir) {
+            // A socket that still accepts with no master running is held by a process that
+            // inherited it (php-fpm's listening sockets survive exec): php-fpm would refuse
+            // to start ("Another FPM instance seems to already listen"). The directory is
+            // this sandbox's own; the path is taken back, the process is left alone.
+            for n in names where n.hasSuffix(".sock") && Applier.unixSocketRefuses(dir + "/" + n) == nil {
+                unlink(dir + "/" + n)
             }
         }
         raiseFileLimit()
         let log = logDir + "/\(s.name)-start.log"
-        let status = try runner.runDetached(s.start, logFile: log)
-        // MariaDB writes its pid file only after InnoDB has started: on a busy machine
-        // that alone took more than 10 s.
+        func failed(_ status: String) -> DesaError {
+            var text = StartedProcess.tail(log)
+            if text.isEmpty, let e = s.errorLog { text = StartedProcess.tail(e) }
+            return DesaError(.checkFailed, "\(s) did not start (\(status)): \(text)")
+        }
+        var master: StartedProcess?
+        if s.foreground {
+            master = try StartedProcess.launch(s.start, executable: s.binary, argument: s.argument, cwd: nil, name: s.name,
+                                               logFile: log, record: s.recordFile, runner: runner, time: time)
+        } else {
+            let status = try runner.runDetached(s.start, logFile: log)
+            if status != 0 { throw failed("exit \(status)") }
+        }
+        // Started once its pid file names it: a daemonizing master's pid is known only from
+        // there, and a foreground one writes it once it is up. MariaDB writes its pid file
+        // only after InnoDB has started: on a busy machine that alone took more than 10 s.
         let deadline = time.deadline(s.kind == .mariadb ? 60 : 10)
-        while runningPID(s) == nil {
-            if status != 0 || time.now() > deadline {
-                let text = AtomicFiles.read(log)?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
-                throw DesaError(.checkFailed, "\(s) did not start (exit \(status)): \(text)")
+        while true {
+            if master == nil, let pid = Self.pidFileValue(s.pidFile),
+               let r = StartedProcess.capture(pid: pid, executable: s.binary, argument: s.argument) {
+                try r.write(to: s.recordFile)
+                master = r
             }
+            if let m = master {
+                if Self.pidFileValue(s.pidFile) == m.pid { break }
+                if !m.isRunning { throw failed(Processes.reap(m.pid).map { "exit \($0)" } ?? "it exited") }
+            }
+            if time.now() > deadline { throw failed("no pid file after \(s.kind == .mariadb ? 60 : 10) s") }
             time.sleep(0.02)
         }
         if let socket = s.readySocket {
             let ready = time.deadline(60)
             while Applier.unixSocketRefuses(socket) != nil {
                 if runningPID(s) == nil || time.now() > ready {
-                    let text = AtomicFiles.read(s.errorLog ?? log)?.split(separator: "\n").suffix(5).joined(separator: "\n") ?? ""
-                    throw DesaError(.checkFailed, "\(s) did not come up on \(socket): \(text)")
+                    throw DesaError(.checkFailed, "\(s) did not come up on \(socket): \(StartedProcess.tail(s.errorLog ?? log))")
                 }
                 time.sleep(0.05)
             }
         }
     }
 
-    /// Stops a sandbox service gracefully (SIGQUIT), then waits for it to exit.
+    /// Stops a sandbox's master gracefully (SIGQUIT; MariaDB SIGTERM), then waits for it to
+    /// exit, and ends the workers of its that are left. Only what this sandbox started.
     public func stop(_ s: ServiceSpec) {
-        guard let pid = runningPID(s) else { return }
-        kill(pid, s.kind == .mariadb ? SIGTERM : SIGQUIT)
-        let deadline = time.deadline(s.kind == .mariadb ? 30 : 10)
-        while kill(pid, 0) == 0 && time.now() < deadline { time.sleep(0.02) }
-        if kill(pid, 0) == 0 { kill(pid, SIGKILL) }
+        guard mode == .sandbox else { return }
+        let running = ownedMaster(s)
+        if let m = running {
+            kill(m.pid, s.kind == .mariadb ? SIGTERM : SIGQUIT)
+            var deadline = time.deadline(s.kind == .mariadb ? 30 : 10)
+            while m.isRunning && time.now() < deadline { time.sleep(0.02) }
+            if m.isRunning { kill(m.pid, SIGKILL) }
+            deadline = time.deadline(2)
+            while m.isRunning && time.now() < deadline { time.sleep(0.01) }
+            _ = Processes.reap(m.pid)
+        }
+        // A master killed outright (by someone, or by the SIGKILL above) leaves its workers.
+        if let m = running ?? StartedProcess.read(s.recordFile) {
+            let left = m.leftovers(holdingFilesUnder: [logDir] + (s.socketDir.map { [$0] } ?? []))
+            if !left.isEmpty { Processes.terminate(left, grace: 1, time: time) }
+        }
         unlink(s.pidFile)
+        unlink(s.recordFile)
     }
 
     /// The children of a service's master: its workers.

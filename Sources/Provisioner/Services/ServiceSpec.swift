@@ -22,14 +22,24 @@ public struct ServiceSpec: Sendable, Hashable, Comparable, CustomStringConvertib
     public var binary: String
     /// The command that checks the configuration; empty when there is none.
     public var check: [String]
-    /// The command that starts the master in a sandbox (it daemonizes).
+    /// The command that starts the master in a sandbox: one that daemonizes (nginx), or,
+    /// with `foreground`, one that stays in the foreground and is run under setsid.
     public var start: [String]
+    /// The master stays in the foreground: desa knows its pid from starting it. A
+    /// daemonizing php-fpm forks again at each reload and so changes its pid; mariadbd
+    /// does not daemonize at all.
+    public var foreground: Bool
     public var pidFile: String
     /// The systemd unit in production; empty in a sandbox.
     public var unit: String
-    /// Where the service listens: the TCP port (nginx) or the directory of its Unix
-    /// sockets (php-fpm), to end orphaned workers that would keep a new master from binding.
-    public var port: UInt16?
+    /// The sandbox's file that the master's command line names (its configuration): part
+    /// of what tells the master desa started from any other process of the same program.
+    public var argument: String?
+    /// The HOST:PORT addresses the master binds in a sandbox, checked before it starts:
+    /// a port another process holds is reported, never taken over.
+    public var listens: [String]
+    /// The directory of its Unix sockets (php-fpm): a socket left there by a master that
+    /// was killed keeps a new one from starting.
     public var socketDir: String?
     /// The service's own error log, quoted when a reload does not take.
     public var errorLog: String?
@@ -37,11 +47,18 @@ public struct ServiceSpec: Sendable, Hashable, Comparable, CustomStringConvertib
     /// start waits for it).
     public var readySocket: String?
 
-    public init(name: String, kind: Kind, binary: String = "", check: [String] = [], start: [String] = [], pidFile: String = "",
-                unit: String = "", port: UInt16? = nil, socketDir: String? = nil, errorLog: String? = nil, readySocket: String? = nil) {
+    public init(name: String, kind: Kind, binary: String = "", check: [String] = [], start: [String] = [], foreground: Bool = false,
+                pidFile: String = "", unit: String = "", argument: String? = nil, listens: [String] = [], socketDir: String? = nil,
+                errorLog: String? = nil, readySocket: String? = nil) {
         self.name = name; self.kind = kind; self.binary = binary; self.check = check; self.start = start
-        self.pidFile = pidFile; self.unit = unit; self.port = port; self.socketDir = socketDir; self.errorLog = errorLog
-        self.readySocket = readySocket
+        self.foreground = foreground; self.pidFile = pidFile; self.unit = unit; self.argument = argument
+        self.listens = listens; self.socketDir = socketDir; self.errorLog = errorLog; self.readySocket = readySocket
+    }
+
+    /// Where a sandbox records the master it started (`StartedProcess`), beside its pid file.
+    public var recordFile: String {
+        guard !pidFile.isEmpty else { return "" }
+        return (pidFile.hasSuffix(".pid") ? String(pidFile.dropLast(4)) : pidFile) + ".started.json"
     }
 
     public static func < (a: ServiceSpec, b: ServiceSpec) -> Bool { a.name < b.name }

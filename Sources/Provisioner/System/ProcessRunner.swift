@@ -23,6 +23,10 @@ public protocol ProcessRunning: Sendable {
     /// Runs a program that daemonizes itself: its output goes to `logFile`, not to a pipe
     /// (a daemon holding our pipe open would block us forever).
     func runDetached(_ argv: [String], logFile: String) throws -> Int32
+    /// Starts a program that stays in the foreground and returns its pid without waiting
+    /// (output to `logFile`, in `cwd` when given). The caller is its parent until the
+    /// caller exits: `desactl sandbox start` ends within seconds and init adopts it.
+    func spawnDetached(_ argv: [String], logFile: String, cwd: String?) throws -> pid_t
 }
 
 /// `posix_spawn` and `waitpid`: no shell, no signal-handling threads, stdin from /dev/null.
@@ -67,6 +71,13 @@ public struct SystemProcessRunner: ProcessRunning {
         guard fd >= 0 else { throw DesaError.system("cannot open \(logFile): \(errnoText())") }
         defer { close(fd) }
         return wait(try Self.spawn(argv, stdout: fd, stderr: fd))
+    }
+
+    public func spawnDetached(_ argv: [String], logFile: String, cwd: String?) throws -> pid_t {
+        var o = Spawn.Options()
+        o.stdout = .append(logFile)
+        o.cwd = cwd
+        return try Spawn.start(argv, o)
     }
 
     /// Starts `argv` without waiting: these stdout and stderr, `cwd` as its working directory when given.

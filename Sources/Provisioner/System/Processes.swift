@@ -53,32 +53,71 @@ public enum Processes {
 
     /// True when `pid` runs and is `executable`: a pid file can name a reused pid.
     public static func isAlive(pid: pid_t, executable: String) -> Bool {
-        guard pid > 0, kill(pid, 0) == 0, let e = exe(of: pid) else { return false }
+        guard pid > 0, kill(pid, 0) == 0 else { return false }
+        return runs(pid, executable)
+    }
+
+    /// Whether `pid`'s executable is `executable` (also after an upgrade replaced the file).
+    static func runs(_ pid: pid_t, _ executable: String) -> Bool {
+        guard let e = exe(of: pid) else { return false }
         return e == executable || e == executable + " (deleted)"
     }
 
-    public static func parent(of pid: pid_t) -> pid_t? {
-        guard let stat = AtomicFiles.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return nil }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 1 ? pid_t(fields[1]) : nil
+    /// The fields of /proc/PID/stat that desa uses.
+    struct Stat: Equatable {
+        var state: Character
+        var parent: pid_t
+        /// The session: a daemon that detached (setsid) leads its own, and the workers it
+        /// forks stay in it, even once they outlive it.
+        var session: pid_t
+        /// Field 22, clock ticks after boot: a pid reused later comes with another.
+        var startTime: UInt64
     }
 
-    /// Processes of `executable` holding a listening TCP socket on `port`: an nginx
-    /// master killed with SIGKILL leaves its workers running, and they keep the port.
-    public static func listeners(port: UInt16, executable: String) -> [pid_t] {
-        holding(tcpListeners(port: port), executable: executable)
+    static func stat(of pid: pid_t) -> Stat? {
+        guard pid > 0, let text = AtomicFiles.read("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+        // The name in parentheses may hold spaces; after it come fields 3 (state), 4 (ppid),
+        // 5 (pgrp), 6 (session), ... 22 (starttime).
+        let f = text[text.index(after: close)...].split(separator: " ")
+        guard f.count > 19, let state = f[0].first, let ppid = pid_t(f[1]), let sid = pid_t(f[3]), let start = UInt64(f[19]) else { return nil }
+        return Stat(state: state, parent: ppid, session: sid, startTime: start)
     }
 
-    /// Processes of `executable` holding a Unix socket under `directory`: the workers of
-    /// a php-fpm master killed with SIGKILL keep its pools' sockets, and a new master
-    /// refuses to start ("Another FPM instance seems to already listen").
-    public static func unixListeners(in directory: String, executable: String) -> [pid_t] {
+    public static func parent(of pid: pid_t) -> pid_t? { stat(of: pid)?.parent }
+
+    /// Whether the command line of `pid` names `path` as one of its words: an argument
+    /// (`-c PATH`), an option's value (`--datadir=PATH`), or in the title nginx and
+    /// php-fpm give themselves (`nginx: master process ... -c PATH`, `php-fpm: master
+    /// process (PATH)`). A whole word, so `/a/desa.toml` does not match `/b/a/desa.toml`.
+    static func commandLine(of pid: pid_t, names path: String) -> Bool {
+        guard !path.isEmpty, let raw = AtomicFiles.read("/proc/\(pid)/cmdline") else { return false }
+        return raw.split(whereSeparator: { $0 == "\0" || $0 == " " }).contains { w in
+            w == path || w == "(" + path + ")" || w.hasSuffix("=" + path)
+        }
+    }
+
+    static func cwd(of pid: pid_t) -> String? {
+        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/cwd")
+    }
+
+    /// The inodes (`socket:[N]`, as /proc/PID/fd shows them) of the Unix sockets bound
+    /// under `directory`.
+    static func unixSockets(under directory: String) -> Set<String> {
         var inodes = Set<String>()
         for line in (AtomicFiles.read("/proc/net/unix") ?? "").split(separator: "\n").dropFirst() {
             let f = line.split(separator: " ", omittingEmptySubsequences: true)
             if f.count > 7, f[7].hasPrefix(directory + "/") { inodes.insert("socket:[\(f[6])]") }
         }
-        return holding(inodes, executable: executable)
+        return inodes
+    }
+
+    /// Whether `pid` has open a file under one of `directories`, or one of `sockets`.
+    static func holds(_ pid: pid_t, filesUnder directories: [String], orSockets sockets: Set<String>) -> Bool {
+        guard let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd") else { return false }
+        return fds.contains { fd in
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(fd)") else { return false }
+            return sockets.contains(target) || directories.contains { target.hasPrefix($0 + "/") }
+        }
     }
 
     /// The paths of the Unix sockets something listens on (the kernel's accepting flag in
@@ -125,13 +164,10 @@ public enum Processes {
         return out
     }
 
-    static func holding(_ inodes: Set<String>, executable: String) -> [pid_t] {
+    /// Every process that has one of these sockets open, whatever it runs.
+    static func holding(_ inodes: Set<String>) -> [pid_t] {
         guard !inodes.isEmpty else { return [] }
-        return pids().filter { p in
-            guard exe(of: p).map({ $0.hasPrefix(executable) }) == true,
-                  let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(p)/fd") else { return false }
-            return fds.contains { inodes.contains((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(p)/fd/\($0)")) ?? "") }
-        }
+        return pids().filter { holds($0, filesUnder: [], orSockets: inodes) }.sorted()
     }
 
     static func tcpListeners(port: UInt16) -> Set<String> {
@@ -149,34 +185,90 @@ public enum Processes {
 
     /// SIGQUIT (graceful for nginx), then SIGKILL for whatever is left after `grace`; returns
     /// once every one has exited (a process killed a moment ago may still hold its sockets).
+    /// Each is signalled only while it is the process it was when called (same start
+    /// time): one that exited during the grace period may have passed its pid on.
     public static func terminate(_ pids: [pid_t], grace: TimeInterval = 3, time: TimeSource = .system) {
-        for p in pids { kill(p, SIGQUIT) }
+        let started = Dictionary(pids.compactMap { p in stat(of: p).map { (p, $0.startTime) } }, uniquingKeysWith: { a, _ in a })
+        func gone(_ p: pid_t) -> Bool { isGone(p) || stat(of: p)?.startTime != started[p] }
+        for p in pids where !gone(p) { kill(p, SIGQUIT) }
         var deadline = time.deadline(grace)
-        while pids.contains(where: { !isGone($0) }) && time.now() < deadline { time.sleep(0.02) }
-        for p in pids where !isGone(p) { kill(p, SIGKILL) }
+        while pids.contains(where: { !gone($0) }) && time.now() < deadline { time.sleep(0.02) }
+        for p in pids where !gone(p) { kill(p, SIGKILL) }
         deadline = time.deadline(2)
-        while pids.contains(where: { !isGone($0) }) && time.now() < deadline { time.sleep(0.01) }
+        while pids.contains(where: { !gone($0) }) && time.now() < deadline { time.sleep(0.01) }
     }
 
     /// The process has exited (a zombie waiting for its parent counts: it holds nothing).
     static func isGone(_ pid: pid_t) -> Bool {
-        guard kill(pid, 0) == 0, let stat = AtomicFiles.read("/proc/\(pid)/stat"), let close = stat.lastIndex(of: ")") else { return true }
-        return stat[stat.index(after: close)...].dropFirst().first == "Z"
+        guard pid > 0, kill(pid, 0) == 0, let s = stat(of: pid) else { return true }
+        return s.state == "Z"
+    }
+
+    /// Reaps `pid` if it is an exited child of this process, and returns its exit status
+    /// (128 + the signal that killed it).
+    static func reap(_ pid: pid_t) -> Int32? {
+        var status: Int32 = 0
+        guard pid > 0, stat(of: pid)?.parent == getpid(), waitpid(pid, &status, WNOHANG) == pid else { return nil }
+        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }
 
 extension Processes {
-    /// A process running `executable` whose last argument is `argument` (a detached
-    /// daemon of a sandbox, found after `setsid --fork`).
-    public static func find(executable: String, argument: String) -> pid_t? {
-        pids().first { pid in
-            guard exe(of: pid) == executable, let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-            return raw.split(separator: 0).last.map { String(decoding: $0, as: UTF8.self) } == argument
-        }
-    }
-
     /// Whether anything listens on this TCP port (IPv4 or IPv6).
     public static func listensOnLoopback(port: Int) -> Bool {
         !tcpListeners(port: UInt16(port)).isEmpty
+    }
+
+    /// Who has `port` in a way that keeps a server from binding `host:port`: TCP listeners
+    /// (and with `udp`, bound UDP sockets) on that address or on every address (0.0.0.0,
+    /// ::, ::ffff:HOST). `inUse` with no holders: a socket no process here shows (one in
+    /// the middle of closing, or another namespace's).
+    public struct PortUse: Sendable {
+        public var inUse: Bool
+        public var holders: [pid_t]
+    }
+
+    public static func use(port: UInt16, host: String, udp: Bool = false) -> PortUse {
+        let inodes = sockets(port: port, host: host, udp: udp)
+        return PortUse(inUse: !inodes.isEmpty, holders: holding(inodes))
+    }
+
+    static func sockets(port: UInt16, host: String, udp: Bool) -> Set<String> {
+        // /proc/net prints addresses as the kernel's 32-bit words in hex, in host order.
+        var v4 = in_addr()
+        let known = inet_pton(AF_INET, host, &v4) == 1
+        let hex = String(format: "%08X", v4.s_addr)
+        let matching: Set<String> = known
+            ? [hex, "00000000", "00000000000000000000000000000000", "0000000000000000FFFF0000" + hex]
+            : []
+        let port = String(format: "%04X", port)
+        var inodes = Set<String>()
+        for (table, listening) in [("tcp", true), ("tcp6", true)] + (udp ? [("udp", false), ("udp6", false)] : []) {
+            for line in (AtomicFiles.read("/proc/net/" + table) ?? "").split(separator: "\n").dropFirst() {
+                let f = line.split(separator: " ")
+                // local_address is ADDR:PORT; TCP state 0A is LISTEN; the inode is field 9.
+                guard f.count > 9, !listening || f[3] == "0A" else { continue }
+                let local = f[1].split(separator: ":")
+                guard local.count == 2, local[1] == port, !known || matching.contains(String(local[0])) else { continue }
+                inodes.insert("socket:[\(f[9])]")
+            }
+        }
+        return inodes
+    }
+
+    /// The processes as a person reads them: `nginx (pid 1234)`, `nginx (pids 1235, 1236)`.
+    /// A worker that holds what its parent holds is not named beside it.
+    public static func describe(_ pids: [pid_t]) -> String {
+        let set = Set(pids)
+        let roots = pids.filter { parent(of: $0).map { !set.contains($0) } ?? true }
+        var byName: [(String, [pid_t])] = []
+        for p in (roots.isEmpty ? pids : roots).sorted() {
+            let name = exe(of: p).map { ($0.hasSuffix(" (deleted)") ? String($0.dropLast(10)) : $0) }
+                .map { ($0 as NSString).lastPathComponent }
+                ?? AtomicFiles.read("/proc/\(p)/comm")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "a process"
+            if let i = byName.firstIndex(where: { $0.0 == name }) { byName[i].1.append(p) } else { byName.append((name, [p])) }
+        }
+        return byName.map { name, ps in "\(name) (\(ps.count == 1 ? "pid" : "pids") \(ps.map(String.init).joined(separator: ", ")))" }
+            .joined(separator: " and ")
     }
 }

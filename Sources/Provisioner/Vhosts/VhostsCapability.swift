@@ -70,8 +70,11 @@ extension ServiceSpec {
         var base = [c.nginx.binary]
         if let p = c.nginx.prefix { base += ["-p", p] }
         base += ["-c", c.nginx.mainConf]
-        return ServiceSpec(name: "nginx", kind: .nginx, binary: c.nginx.binary, check: base + ["-t", "-q"], start: base,
-                           pidFile: c.nginx.pidFile, unit: c.mode == .production ? c.nginx.service : "",
-                           port: ProbeAddress(c.nginx.probe)?.port, errorLog: c.nginx.errorLogFile)
+        let sandbox = c.mode == .sandbox
+        // HTTPS is not listed: nginx binds it only once a certificate serves, and a sandbox
+        // checks it with every other port at `sandbox start`.
+        return ServiceSpec(name: "nginx", kind: .nginx, binary: c.nginx.binary, check: base + ["-t", "-q"], start: sandbox ? base : [],
+                           pidFile: c.nginx.pidFile, unit: sandbox ? "" : c.nginx.service, argument: sandbox ? c.nginx.mainConf : nil,
+                           listens: sandbox ? [c.nginx.probe] : [], errorLog: c.nginx.errorLogFile)
     }
 }

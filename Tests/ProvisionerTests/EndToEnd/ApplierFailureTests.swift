@@ -76,6 +76,8 @@ struct ApplierFailureTests {
         #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
         #expect(r.stdout.contains("FAILED cimekar"), "\(r.stdout)")
         #expect(r.stdout.contains("nginx did not start"), "\(r.stdout)")
+        #expect(r.stdout.contains("port \(h.port) on 127.0.0.1 is in use by ") && r.stdout.contains("(pid \(getpid()))"),
+                "the squatter is named: \(r.stdout)")
         #expect(!FileManager.default.fileExists(atPath: c.nginx.sitesDir + "/cimekar.conf"), "the new vhost was taken back")
         #expect(!FileManager.default.fileExists(atPath: c.rollbackDir + "/manifest.json"))
         #expect(try h.nginxTest().ok)

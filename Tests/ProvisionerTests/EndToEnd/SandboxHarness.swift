@@ -20,8 +20,9 @@ final class SandboxHarness: @unchecked Sendable {
     /// ports the three after it) and nginx's HTTPS port, when it has one.
     let pebble: (port: Int, httpsPort: Int)?
 
+    /// `start: false` makes the sandbox without starting it.
     init(_ name: String, regency: String = "32.04", domain: String = "bandungkab.go.id", mariadb: Bool = false,
-         pebble: (port: Int, httpsPort: Int)? = nil) throws {
+         pebble: (port: Int, httpsPort: Int)? = nil, start: Bool = true) throws {
         let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
         dir = "/var/tmp/desa-e2e-\(name)-\(tag)"
         prefix = "de" + String((0..<5).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
@@ -44,6 +45,7 @@ final class SandboxHarness: @unchecked Sendable {
         let r = try runner.run([Support.desactl, "sandbox", "init", dir, "--http-port", "\(port)", "--regency", regency,
                                 "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"] + extra)
         try #require(r.ok, "sandbox init failed: \(r.message)")
+        guard start else { return }
         let s = try desactl("sandbox", "start")
         // A sandbox that did not start is not left running for the next test to trip over.
         if !s.ok { destroy() }
