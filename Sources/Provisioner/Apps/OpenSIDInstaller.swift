@@ -5,15 +5,58 @@ import Glibc
 #endif
 
 /// What `app install opensid` did.
-public struct AppInstallReport: Sendable {
+public struct AppInstallReport: OperationReport {
     public var slug: String
     public var url: String
     public var adminUser: String
-    /// Printed once; never logged.
+    /// Printed once; never logged (not in `summary`, the audit row's detail).
     public var adminPassword: String?
+    public var release: String
     public var tables: Int
     public var seconds: Double
     public var notes: [String]
+
+    public var summary: String { "OpenSID from \(release), \(tables) tables; admin password set" }
+    public var exitStatus: Int32 { ExitStatus.ok }
+
+    public var json: JSON {
+        .object([("slug", .string(slug)), ("url", .string(url)), ("admin_user", .string(adminUser)),
+                 ("admin_password", .str(adminPassword)), ("tables", .int(tables)),
+                 ("seconds", .double(seconds)), ("notes", .array(notes.map { .string($0) }))])
+    }
+
+    public var lines: [String] {
+        ["OpenSID is installed for \(slug) (\(tables) tables, \(String(format: "%.1f", seconds)) s).",
+         "Log in at \(url) as \(adminUser)" + (adminPassword.map { " with the password \($0)\n(shown once: desa keeps no copy; the village should change it)" } ?? " with the given password.")]
+            + notes.map { "NOTE " + $0 }
+    }
+}
+
+/// `app install opensid`: an operation (one install per tenant at a time, its own lock;
+/// its audit row and journal entries), whose work is `OpenSIDInstaller`'s.
+public struct InstallOpenSID: Operation {
+    public var key: String
+    public var tarball: String
+    public var adminPassword: String?
+    /// The tenant's code, resolved when the operation is made.
+    public let code: String
+    let lockDir: String
+
+    public init(engine: Engine, key: String, tarball: String, adminPassword: String?) throws {
+        self.key = key; self.tarball = tarball; self.adminPassword = adminPassword
+        code = try engine.show(key).tenant.code
+        lockDir = engine.config.stateDir + "/apps"
+    }
+
+    public var name: String { "app install" }
+    public var target: String { code }
+    public var dryRun: Bool { false }
+    public var lock: OperationLock { .file(lockDir + "/\(code.filter(\.isNumber)).lock", timeout: 0) }
+
+    public func run(_ context: OperationContext) throws -> AppInstallReport {
+        try context.engine.requireDatabases()
+        return try OpenSIDInstaller(engine: context.engine, tarball: tarball, adminPassword: adminPassword).install(code, context)
+    }
 }
 
 /// Installs the real OpenSID release into a tenant's web root without its web installer:
@@ -45,7 +88,7 @@ public struct OpenSIDInstaller {
 
     static let heldBack = ".desa-index.php"
 
-    public func install(_ key: String) throws -> AppInstallReport {
+    public func install(_ key: String, _ context: OperationContext) throws -> AppInstallReport {
         let started = engine.time.now()
         guard FileManager.default.isReadableFile(atPath: tarball) else {
             throw DesaError.invalid("cannot read the OpenSID release \(tarball)")
@@ -127,11 +170,9 @@ public struct OpenSIDInstaller {
             notes.append("OpenSID v2410 declares PHP 7.4 to 8.2.0; this server runs PHP \(version). Its web installer would refuse it (donjo-app/config/installer.php compares version_compare(PHP_VERSION, '8.2', '<=')), and its Info Sistem page marks the version as unsupported. desa did not use the web installer and did not change OpenSID: the site runs on \(version). If the village needs a PHP that OpenSID declares, configure it under [php.versions] and run: desactl tenant set \(t.slug) --php VERSION")
         }
         let scheme = config.tls.enabled ? "https" : "http"
-        engine.record(op: "app install", target: t.code, outcome: "ok", detail: "OpenSID from \((tarball as NSString).lastPathComponent), \(tables) tables; admin password set")
-        engine.journal.send(["MESSAGE": "OpenSID installed for tenant \(t.slug) (\(t.code)): \(tables) tables", "DESA_OP": "app-install",
-                             "DESA_TENANT": t.code, "DESA_SLUG": t.slug, "PRIORITY": "\(JournalPriority.notice.rawValue)"])
+        context.note("OpenSID installed for tenant \(t.slug) (\(t.code)): \(tables) tables", tenant: t, priority: .notice)
         return AppInstallReport(slug: t.slug, url: "\(scheme)://\(t.primaryDomain(config))/siteman", adminUser: "admin",
-                                adminPassword: adminPassword == nil ? password : nil, tables: tables,
+                                adminPassword: adminPassword == nil ? password : nil, release: (tarball as NSString).lastPathComponent, tables: tables,
                                 seconds: engine.time.now().timeIntervalSince(started), notes: notes)
     }
 
@@ -271,7 +312,6 @@ extension Engine {
     }
 
     public func installOpenSID(_ key: String, tarball: String, adminPassword: String?) throws -> AppInstallReport {
-        try requireDatabases()
-        return try OpenSIDInstaller(engine: self, tarball: tarball, adminPassword: adminPassword).install(key)
+        try perform(try InstallOpenSID(engine: self, key: key, tarball: tarball, adminPassword: adminPassword))
     }
 }

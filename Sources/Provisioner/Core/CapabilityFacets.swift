@@ -53,3 +53,20 @@ public struct TenantChange: Sendable {
     public var config: Config
     public var now: Date
 }
+
+/// Work outside apply that a capability has waiting (the orders the next `cert issue`
+/// would place), shown by `desactl plan` beside apply's own plan, under its key.
+public protocol PendingWorkReporting: Capability {
+    /// Its key in `plan --json` (`certificates`); null there when it has nothing.
+    var pendingKey: String { get }
+    /// nil: nothing pending, or the capability is off.
+    func pending(_ engine: Engine) throws -> PendingWork?
+}
+
+public struct PendingWork: Sendable {
+    /// For people, above its lines: `certificates (desactl cert issue --all):`.
+    public var heading: String
+    public var lines: [String]
+    public var json: JSON
+    public init(heading: String, lines: [String], json: JSON) { self.heading = heading; self.lines = lines; self.json = json }
+}

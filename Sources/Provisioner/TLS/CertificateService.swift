@@ -58,7 +58,7 @@ public struct CertPlan: Sendable {
 }
 
 /// The outcome of `cert issue` / `cert renew`.
-public struct CertReport: Sendable {
+public struct CertReport: OperationReport {
     public struct Issued: Sendable {
         public var id: String
         public var names: Int
@@ -77,6 +77,22 @@ public struct CertReport: Sendable {
 
     public var summary: String {
         "\(issued.count) certificates issued (\(issued.map(\.names).reduce(0, +)) names), \(failed.count) failed, \(heldOut.count) names held out, \(plan.queued.count) orders queued"
+    }
+
+    public var didNothing: Bool {
+        issued.isEmpty && failed.isEmpty && heldOut.isEmpty && (change?.plan.steps.isEmpty ?? true)
+    }
+
+    /// For people: each order's outcome, what is queued, and the summaries.
+    public var lines: [String] {
+        var out: [String] = []
+        for i in issued { out.append("\(i.renewal ? "renewed" : "issued ") \(i.id): \(i.names) names, valid until \(Timestamp.format(i.notAfter))") }
+        for h in heldOut { out.append("HELD OUT \(h.name): \(h.reason)") }
+        for f in failed { out.append("FAILED \(f.id): \(f.reason)") }
+        for q in plan.queued { out.append("queued \(q.order.id) until \(Timestamp.format(q.at)): \(q.delayedBy.map { "\($0)" } ?? "")") }
+        out.append(summary)
+        if let c = change { out.append(c.summary) }
+        return out
     }
 
     public var json: JSON {
@@ -191,15 +207,15 @@ extension Engine {
                          refused: plan.refused, wildcard: wildcard), plan)
     }
 
-    /// `cert issue` and `cert renew`: carries out the orders the ledger lets go now,
-    /// then renders HTTPS for every tenant with a valid certificate (one nginx reload).
-    /// Only one issuance runs at a time (its own lock: tenants can change meanwhile).
-    public func issueCertificates(only: Set<String>? = nil, force: Set<String> = [], dryRun: Bool = false,
+    /// `cert issue` and `cert renew` (see `IssueCertificates`).
+    public func issueCertificates(only: Set<String>? = nil, force: Set<String> = [], dryRun: Bool = false, renew: Bool = false,
                                   dns01: (any DNS01Responder)? = nil) throws -> CertReport {
         try requireTLS()
-        try FileManager.default.createDirectory(atPath: config.certDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let held = try StateLock(path: config.certDir + "/.lock", timeout: 600)
-        defer { withExtendedLifetime(held) {} }
+        return try perform(IssueCertificates(only: only, force: force, dryRun: dryRun, renew: renew, dns01: dns01, certDir: config.certDir))
+    }
+
+    /// The work of `IssueCertificates`, under its lock.
+    func issue(only: Set<String>?, force: Set<String>, dryRun: Bool, dns01: (any DNS01Responder)?) throws -> CertReport {
         // A dry run asks the CA nothing and writes nothing (ARI windows are recorded).
         if !dryRun { try refreshRenewalInfo() }
         let (plan, bundles) = try store.queue.read { db in try certPlan(db, only: only, now: now(), force: force) }
@@ -475,6 +491,28 @@ extension Engine {
             }
             return (domains.sorted { $0.key < $1.key }, ledger.orderUsage(now: now()), planned)
         }
+    }
+}
+
+/// `cert issue` and `cert renew`: carries out the orders the ledger lets go now, then
+/// renders HTTPS for every tenant with a valid certificate (one nginx reload). Only one
+/// issuance runs at a time, under a lock of its own (the CA is slow: tenants can change
+/// meanwhile). Each order is an audit row and journal entries of its own (`cert-issue`,
+/// `cert-renew`, `cert-fail`); the run is one more, unless it had nothing to do.
+public struct IssueCertificates: Operation {
+    public var only: Set<String>?
+    public var force: Set<String>
+    public var dryRun: Bool
+    public var renew: Bool
+    public var dns01: (any DNS01Responder)?
+    var certDir: String
+
+    public var name: String { renew ? "cert renew" : "cert issue" }
+    public var target: String { only.map { $0.sorted().joined(separator: " ") } ?? (force.isEmpty ? "all" : force.sorted().joined(separator: " ")) }
+    public var lock: OperationLock { .file(certDir + "/.lock", timeout: 600) }
+
+    public func run(_ context: OperationContext) throws -> CertReport {
+        try context.engine.issue(only: only, force: force, dryRun: dryRun, dns01: dns01)
     }
 }
 

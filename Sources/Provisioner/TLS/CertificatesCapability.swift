@@ -6,7 +6,7 @@ import GRDB
 /// the CA is slow and remote), and installed into the state database; its part of the
 /// desired state is what each tenant serves, which the vhosts capability renders, so a
 /// plan stays pure and fast.
-public struct CertificatesCapability: StatefulCapability, HealthChecking, MetricsProviding, JobProviding {
+public struct CertificatesCapability: StatefulCapability, HealthChecking, MetricsProviding, JobProviding, PendingWorkReporting {
     /// What each tenant serves over HTTPS (by code): valid certificates whose files exist.
     public struct State: Sendable {
         public var serving: [String: [TLSServe]] = [:]
@@ -31,10 +31,20 @@ public struct CertificatesCapability: StatefulCapability, HealthChecking, Metric
         return [Job("cert-renewal", .every(seconds: config.health.renewInterval)) { ctx in
             let engine = ctx.engine
             let r = try await BlockingThread.run("certificate renewal") {
-                try engine.issueCertificates(dns01: try engine.dnsResponder())
+                try engine.issueCertificates(renew: true, dns01: try engine.dnsResponder())
             }
             return r.issued.isEmpty && r.failed.isEmpty ? "" : r.summary
         }]
+    }
+
+    /// Certificates are ordered by `cert issue` (and the agent), not by apply: `desactl
+    /// plan` shows the orders apart.
+    public var pendingKey: String { "certificates" }
+
+    public func pending(_ engine: Engine) throws -> PendingWork? {
+        guard engine.config.tls.enabled else { return nil }
+        let p = try engine.certPlan()
+        return PendingWork(heading: "certificates (desactl cert issue --all):", lines: p.lines, json: p.json)
     }
 
     public func load(_ db: Database, _ d: DesiredState) throws -> State {

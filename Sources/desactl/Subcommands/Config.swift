@@ -21,7 +21,7 @@ struct ConfigCommand: ParsableCommand {
         var config: String?
 
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let c = try Config.load(path: Config.resolvedPath(config))
                 print("# \(c.path): valid; every key with its effective value")
                 print(c.annotatedTOML(), terminator: "")

@@ -32,7 +32,7 @@ struct HealthCommand: ParsableCommand {
     }
 
     func run() throws {
-        try desactl.run {
+        try CLI.run {
             let e = try global.engine(json: true)
             let code = try tenant.map { try e.show($0).tenant.code }
             if !watch {

@@ -14,7 +14,7 @@ struct JobCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let e = try global.engine(json: true)
                 let records = try e.jobRecords()
                 let jobs = e.jobs
@@ -35,7 +35,7 @@ struct JobCommand: ParsableCommand {
                 for (name, _) in records.sorted(by: { $0.key < $1.key }) where !jobs.contains(where: { $0.name == name }) {
                     add(name, schedule: "not scheduled here", next: nil)
                 }
-                if json { printJSON(.array(objects)); return }
+                if json { CLI.printJSON(.array(objects)); return }
                 print(rows.isEmpty ? "No jobs: nothing is scheduled with this config." :
                       Table.render(header: ["JOB", "SCHEDULE", "LAST START", "OUTCOME", "NEXT", "DETAIL"], rows: rows))
             }
@@ -47,7 +47,7 @@ struct JobCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Argument(help: "The job's name (desactl job list).") var name: String
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let e = try global.engine()
                 guard let job = e.jobs.first(where: { $0.name == name }) else {
                     throw DesaError(.notFound, "no job \(name) with this config (desactl job list)")

@@ -7,20 +7,20 @@ struct PlanCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Print JSON.") var json = false
     func run() throws {
-        try desactl.run {
+        try CLI.run {
             let e = try global.engine(json: json)
             let plan = try e.plan()
-            // Certificates are ordered by `cert issue` (and the agent), not by apply: shown apart.
-            let certs = e.config.tls.enabled ? try e.certPlan() : nil
+            // Work outside apply (certificate orders) is shown apart, each capability's under its key.
+            let pending = try e.capabilities.compactMap { $0 as? any PendingWorkReporting }.map { ($0.pendingKey, try $0.pending(e)) }
             if json {
                 var j = ChangeReport(plan: plan, result: nil).json(slugs: try e.slugsByCode())
-                if case .object(var fields) = j { fields.append(("certificates", certs?.json ?? .null)); j = .object(fields) }
-                printJSON(j)
+                if case .object(var fields) = j { fields += pending.map { ($0.0, $0.1?.json ?? .null) }; j = .object(fields) }
+                CLI.printJSON(j)
             } else {
-                try report(ChangeReport(plan: plan, result: nil), engine: e, json: false, dryRun: true)
-                if let certs, !certs.lines.isEmpty {
-                    print("certificates (desactl cert issue --all):")
-                    for l in certs.lines { print("  " + l) }
+                try CLI.report(ChangeReport(plan: plan, result: nil), engine: e, json: false, dryRun: true)
+                for case (_, let work?) in pending where !work.lines.isEmpty {
+                    print(work.heading)
+                    for l in work.lines { print("  " + l) }
                 }
             }
             if !plan.unknown.isEmpty {
@@ -39,9 +39,9 @@ struct ApplyCommand: ParsableCommand {
     @Flag(help: "Remove users and configs with desa's marks that the state database does not know (after restoring the right database failed).")
     var removeUnknown = false
     func run() throws {
-        try desactl.run {
+        try CLI.run {
             let e = try global.engine(json: json)
-            try report(try e.apply(dryRun: dryRun, removeUnknown: removeUnknown), engine: e, json: json, dryRun: dryRun)
+            try CLI.report(try e.apply(dryRun: dryRun, removeUnknown: removeUnknown), engine: e, json: json, dryRun: dryRun)
         }
     }
 }

@@ -25,7 +25,7 @@ struct SandboxCommand: ParsableCommand {
         @Option(help: "Port nginx serves HTTPS on, on 127.0.0.1.") var httpsPort = 8443
 
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 var o = Sandbox.Options(dir: dir)
                 o.httpPort = httpPort; o.domain = domain; o.regency = regency
                 o.userPrefix = userPrefix; o.uidMin = uidMin; o.uidMax = uidMax
@@ -46,7 +46,7 @@ struct SandboxCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start the sandbox's nginx and php-fpm (and MariaDB, if it has one).")
         @OptionGroup var global: GlobalOptions
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let c = try global.loadConfig()
                 try Sandbox.start(c)
                 print("nginx and php-fpm are running; sites answer on \(c.nginx.listen)")
@@ -62,7 +62,7 @@ struct SandboxCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop the sandbox's nginx, php-fpm and MariaDB.")
         @OptionGroup var global: GlobalOptions
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 try Sandbox.stop(try global.loadConfig())
                 print("stopped")
             }
@@ -74,9 +74,9 @@ struct SandboxCommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print JSON.") var json = false
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let s = try Sandbox.status(try global.loadConfig())
-                if json { printJSON(s.json); return }
+                if json { CLI.printJSON(s.json); return }
                 print("nginx:   \(s.nginxPID.map { "running (pid \($0)) on \(s.listen)" } ?? "stopped")")
                 for (v, pid) in s.php { print("php\(v):  \(pid.map { "running (pid \($0))" } ?? "stopped")") }
                 if let m = s.mariadb { print("mariadb: \(m.pid.map { "running (pid \($0)) on \(m.address)" } ?? "stopped")") }
@@ -90,7 +90,7 @@ struct SandboxCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Stop the sandbox, remove its tenant users and its directory.")
         @OptionGroup var global: GlobalOptions
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let c = try global.loadConfig()
                 let n = try Sandbox.destroy(c, progress: TerminalProgress.forStderr())
                 print("removed \(n) tenant users and \((c.path as NSString).deletingLastPathComponent)")

@@ -11,27 +11,6 @@ struct TenantCommand: ParsableCommand {
     )
 }
 
-/// --dry-run and --json, shared by every mutating tenant command.
-struct ChangeOptions: ParsableArguments {
-    @Flag(help: "Print the plan and change nothing.") var dryRun = false
-    @Flag(help: "Print JSON.") var json = false
-}
-
-/// Runs a mutation and reports it. Input refused before the engine starts its own
-/// bookkeeping is still audited as "rejected".
-func mutate(_ global: GlobalOptions, _ o: ChangeOptions, op: String, target: String,
-            _ body: (Engine) throws -> ChangeReport) throws {
-    try run {
-        let e = try global.engine(json: o.json)
-        let r: ChangeReport
-        do { r = try body(e) } catch let err as DesaError where err.kind == .invalidInput && !o.dryRun {
-            e.record(op: op, target: target, outcome: "rejected", detail: err.message)
-            throw err
-        }
-        try report(r, engine: e, json: o.json, dryRun: o.dryRun)
-    }
-}
-
 extension TenantCommand {
     struct Import: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -46,13 +25,13 @@ extension TenantCommand {
         @Flag(help: "Give each new village a MariaDB database (see desactl db).") var withDB = false
 
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let e = try global.engine(json: change.json)
                 let list = try VillageList.read(path: file, regency: e.config.regencyCode)
                 let r = try e.importVillages(list, options: TenantOptions(template: template, php: php, withDB: withDB),
                                              dryRun: change.dryRun, skipInvalid: skipInvalid)
                 if change.json {
-                    printJSON(r.json(slugs: try e.slugsByCode()))
+                    CLI.printJSON(r.json(slugs: try e.slugsByCode()))
                     if r.rejected > 0 && !skipInvalid { throw ExitCode(ExitStatus.refused) }
                     if let c = r.change, c.exitStatus != ExitStatus.ok { throw ExitCode(c.exitStatus) }
                     return
@@ -72,7 +51,7 @@ extension TenantCommand {
                 }
                 let exists = r.rows.filter { $0.action == .exists }.count
                 print("\(r.created) new villages, \(exists) already present, \(r.rejected) rejected")
-                if let c = r.change { try report(c, engine: e, json: false, dryRun: change.dryRun) }
+                if let c = r.change { try CLI.report(c, engine: e, json: false, dryRun: change.dryRun) }
             }
         }
     }
@@ -91,7 +70,7 @@ extension TenantCommand {
         @Flag(help: "Give the village a MariaDB database (see desactl db).") var withDB = false
 
         func run() throws {
-            try mutate(global, change, op: "create", target: code) { e in
+            try CLI.mutate(global, change, op: "create", target: code) { e in
                 let v = try Village.validated(code: code, name: name, district: district, regency: e.config.regencyCode, kind: kind?.rawValue)
                 return try e.create(v, slug: slug, options: TenantOptions(template: template, php: php, withDB: withDB), dryRun: change.dryRun)
             }
@@ -105,7 +84,7 @@ extension TenantCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let filter = status
                 let engine = try global.engine(json: true)
                 if json {
@@ -127,7 +106,7 @@ extension TenantCommand {
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
-            try desactl.run {
+            try CLI.run {
                 let engine = try global.engine(json: true)
                 if json { FileHandle.standardOutput.write(Data(try engine.showJSON(tenant) + [10])); return }
                 let v = try engine.show(tenant)
@@ -152,7 +131,7 @@ extension TenantCommand {
             @OptionGroup var change: ChangeOptions
             @Argument(help: "Slug or village code.") var tenant: String
             @Argument(help: "e.g. cileunyikulon.desa.id") var domain: String
-            func run() throws { try mutate(global, change, op: "alias add", target: tenant) { try $0.addAlias(tenant, domain: domain, dryRun: change.dryRun) } }
+            func run() throws { try CLI.mutate(global, change, op: "alias add", target: tenant) { try $0.addAlias(tenant, domain: domain, dryRun: change.dryRun) } }
         }
         struct Remove: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Remove DOMAIN from a tenant.")
@@ -160,7 +139,7 @@ extension TenantCommand {
             @OptionGroup var change: ChangeOptions
             @Argument(help: "Slug or village code.") var tenant: String
             @Argument var domain: String
-            func run() throws { try mutate(global, change, op: "alias remove", target: tenant) { try $0.removeAlias(tenant, domain: domain, dryRun: change.dryRun) } }
+            func run() throws { try CLI.mutate(global, change, op: "alias remove", target: tenant) { try $0.removeAlias(tenant, domain: domain, dryRun: change.dryRun) } }
         }
     }
 
@@ -176,7 +155,7 @@ extension TenantCommand {
             if template == nil && php == nil { throw ValidationError("give --template and/or --php") }
         }
         func run() throws {
-            try mutate(global, change, op: "set", target: tenant) { try $0.set(tenant, options: TenantOptions(template: template, php: php), dryRun: change.dryRun) }
+            try CLI.mutate(global, change, op: "set", target: tenant) { try $0.set(tenant, options: TenantOptions(template: template, php: php), dryRun: change.dryRun) }
         }
     }
 
@@ -185,7 +164,7 @@ extension TenantCommand {
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
-        func run() throws { try mutate(global, change, op: "suspend", target: tenant) { try $0.suspend(tenant, dryRun: change.dryRun) } }
+        func run() throws { try CLI.mutate(global, change, op: "suspend", target: tenant) { try $0.suspend(tenant, dryRun: change.dryRun) } }
     }
 
     struct Resume: ParsableCommand {
@@ -193,7 +172,7 @@ extension TenantCommand {
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
-        func run() throws { try mutate(global, change, op: "resume", target: tenant) { try $0.resume(tenant, dryRun: change.dryRun) } }
+        func run() throws { try CLI.mutate(global, change, op: "resume", target: tenant) { try $0.resume(tenant, dryRun: change.dryRun) } }
     }
 
     struct Delete: ParsableCommand {
@@ -202,26 +181,6 @@ extension TenantCommand {
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
         @Flag(help: "Remove the files instead of archiving them.") var purge = false
-        func run() throws { try mutate(global, change, op: purge ? "delete --purge" : "delete", target: tenant) { try $0.delete(tenant, purge: purge, dryRun: change.dryRun) } }
+        func run() throws { try CLI.mutate(global, change, op: purge ? "delete --purge" : "delete", target: tenant) { try $0.delete(tenant, purge: purge, dryRun: change.dryRun) } }
     }
-}
-
-enum Table {
-    static func render(header: [String], rows: [[String]]) -> String {
-        var widths = header.map(\.count)
-        for r in rows { for (i, c) in r.enumerated() where i < widths.count { widths[i] = max(widths[i], c.count) } }
-        func line(_ r: [String]) -> String {
-            r.enumerated().map { i, c in i == r.count - 1 ? c : c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ")
-        }
-        return ([line(header)] + rows.map(line)).joined(separator: "\n")
-    }
-}
-
-extension Tenant.Status: ExpressibleByArgument {
-    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
-}
-
-extension VillageKind: ExpressibleByArgument {
-    public init?(argument: String) { self.init(label: argument) }
-    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }

@@ -1,16 +1,19 @@
 import ArgumentParser
 import Foundation
-import Provisioner
 
-struct AppCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct AppCommand: ParsableCommand {
+
+    public init() {}
+    public static let configuration = CommandConfiguration(
         commandName: "app",
         abstract: "Applications installed into a tenant's web root.",
         subcommands: [Install.self]
     )
 
-    struct Install: ParsableCommand {
-        static let configuration = CommandConfiguration(
+    public struct Install: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(
             abstract: "Install OpenSID from its release tarball into a tenant, ready for the village's operator to log in.",
             discussion: """
             The tenant gets the opensid template and a database (if it has none). The release is
@@ -26,12 +29,12 @@ struct AppCommand: ParsableCommand {
         @Option(help: "A file holding the admin's password (OpenSID's rule: 8 to 20 characters, a digit, a lower- and an uppercase letter, a symbol); without it one is made and printed once.") var adminPasswordFile: String?
         @Flag(help: "Print JSON (with the password when desactl made it).") var json = false
 
-        func validate() throws {
+        public func validate() throws {
             guard app == "opensid" else { throw ValidationError("the only application is opensid (got \(app))") }
         }
 
-        func run() throws {
-            try desactl.run {
+        public func run() throws {
+            try CLI.run {
                 let e = try global.engine(json: json)
                 var password: String?
                 if let f = adminPasswordFile {
@@ -39,19 +42,12 @@ struct AppCommand: ParsableCommand {
                     password = text.trimmingCharacters(in: .newlines)
                 }
                 let r: AppInstallReport
-                do { r = try e.installOpenSID(tenant, tarball: tarball, adminPassword: password) } catch let err as DesaError {
-                    e.record(op: "app install", target: tenant, outcome: err.kind == .invalidInput ? "rejected" : "error", detail: err.message)
+                do { r = try e.installOpenSID(tenant, tarball: tarball, adminPassword: password) } catch let err as DesaError where err.kind == .notFound {
+                    // An unknown tenant is refused before the operation starts: audited here.
+                    e.record(op: "app install", target: tenant, outcome: "rejected", detail: err.message)
                     throw err
                 }
-                if json {
-                    printJSON(.object([("slug", .string(r.slug)), ("url", .string(r.url)), ("admin_user", .string(r.adminUser)),
-                                       ("admin_password", .str(r.adminPassword)), ("tables", .int(r.tables)),
-                                       ("seconds", .double(r.seconds)), ("notes", .array(r.notes.map { .string($0) }))]))
-                    return
-                }
-                print("OpenSID is installed for \(r.slug) (\(r.tables) tables, \(String(format: "%.1f", r.seconds)) s).")
-                print("Log in at \(r.url) as \(r.adminUser)" + (r.adminPassword.map { " with the password \($0)\n(shown once: desa keeps no copy; the village should change it)" } ?? " with the given password."))
-                for n in r.notes { print("NOTE " + n) }
+                try CLI.report(r, json: json)
             }
         }
     }

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
-import Provisioner
 
-struct DatabaseCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct DatabaseCommand: ParsableCommand {
+
+    public init() {}
+    public static let configuration = CommandConfiguration(
         commandName: "db",
         abstract: "Tenants' MariaDB databases (needs mariadb.enabled = true).",
         discussion: """
@@ -15,24 +16,28 @@ struct DatabaseCommand: ParsableCommand {
         subcommands: [Create.self, Show.self, RotatePassword.self, Delete.self]
     )
 
-    struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Give a tenant a database, its user and its credentials file.")
+    public struct Create: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "Give a tenant a database, its user and its credentials file.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
-        func run() throws { try mutate(global, change, op: "db create", target: tenant) { try $0.createDatabase(tenant, dryRun: change.dryRun) } }
+        public func run() throws { try CLI.mutate(global, change, op: "db create", target: tenant) { try $0.createDatabase(tenant, dryRun: change.dryRun) } }
     }
 
-    struct Show: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "A tenant's database: name, user, server, size, tables.")
+    public struct Show: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "A tenant's database: name, user, server, size, tables.")
         @OptionGroup var global: GlobalOptions
         @Argument(help: "Slug or village code.") var tenant: String
         @Flag(help: "Also print the password (recorded in the audit table).") var reveal = false
         @Flag(help: "Print JSON.") var json = false
-        func run() throws {
-            try desactl.run {
+        public func run() throws {
+            try CLI.run {
                 let i = try global.engine(json: true).databaseInfo(tenant, reveal: reveal)
-                if json { printJSON(i.json); return }
+                if json { CLI.printJSON(i.json); return }
                 var rows = [
                     ["tenant", "\(i.tenant.slug) (\(i.tenant.code))"], ["database", i.record.name],
                     ["user", "\(i.record.user) @ \(DatabasesCapability.hosts.joined(separator: ", "))"],
@@ -45,24 +50,28 @@ struct DatabaseCommand: ParsableCommand {
         }
     }
 
-    struct RotatePassword: ParsableCommand {
-        static let configuration = CommandConfiguration(
+    public struct RotatePassword: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(
             commandName: "rotate-password",
             abstract: "Give a tenant's database user a new password, in the server and in its credentials file at once.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
-        func run() throws {
-            try mutate(global, change, op: "db rotate-password", target: tenant) { try $0.rotateDatabasePassword(tenant, dryRun: change.dryRun) }
+        public func run() throws {
+            try CLI.mutate(global, change, op: "db rotate-password", target: tenant) { try $0.rotateDatabasePassword(tenant, dryRun: change.dryRun) }
         }
     }
 
-    struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Dump a tenant's database into the archive, then drop it and its user.")
+    public struct Delete: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "Dump a tenant's database into the archive, then drop it and its user.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
-        func run() throws { try mutate(global, change, op: "db delete", target: tenant) { try $0.deleteDatabase(tenant, dryRun: change.dryRun) } }
+        public func run() throws { try CLI.mutate(global, change, op: "db delete", target: tenant) { try $0.deleteDatabase(tenant, dryRun: change.dryRun) } }
     }
 }
 

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Foundation
-import Provisioner
 
-struct CertCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+public struct CertCommand: ParsableCommand {
+
+    public init() {}
+    public static let configuration = CommandConfiguration(
         commandName: "cert",
         abstract: "HTTPS certificates: bundled ACME orders within the CA's rate limits (needs tls.enabled = true).",
         discussion: """
@@ -16,16 +17,18 @@ struct CertCommand: ParsableCommand {
         subcommands: [List.self, Plan.self, Issue.self, Renew.self, Import.self, Budget.self]
     )
 
-    struct List: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Each tenant's certificates: source, names, not-after, days left, next renewal, last error.")
+    public struct List: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "Each tenant's certificates: source, names, not-after, days left, next renewal, last error.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print JSON.") var json = false
-        func run() throws {
-            try desactl.run {
+        public func run() throws {
+            try CLI.run {
                 let e = try global.engine(json: true)
                 let rows = try e.certList()
                 let now = e.time.now()
-                if json { printJSON(.array(rows.map { $0.json(now: now) })); return }
+                if json { CLI.printJSON(.array(rows.map { $0.json(now: now) })); return }
                 var table: [[String]] = []
                 for r in rows {
                     let certs = r.certificates.map { c in "\(c.id)(\(c.source.rawValue))" }.joined(separator: ",")
@@ -43,48 +46,71 @@ struct CertCommand: ParsableCommand {
         }
     }
 
-    struct Plan: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The orders the next issuance would place, and when the ledger lets each go.")
+    public struct Plan: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "The orders the next issuance would place, and when the ledger lets each go.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print JSON.") var json = false
-        func run() throws {
-            try desactl.run {
+        public func run() throws {
+            try CLI.run {
                 let p = try global.engine(json: true).certPlan()
-                if json { printJSON(p.json); return }
+                if json { CLI.printJSON(p.json); return }
                 print(p.lines.isEmpty ? "Nothing to issue: every bundle has a valid certificate." : p.lines.joined(separator: "\n"))
             }
         }
     }
 
-    struct Issue: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Issue what the plan says is due now, then serve HTTPS (one nginx reload).")
+    public struct Issue: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "Issue what the plan says is due now, then serve HTTPS (one nginx reload).")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slugs or village codes (only their bundles); none with --all.") var tenants: [String] = []
         @Flag(help: "Every bundle that needs a certificate.") var all = false
-        func validate() throws {
+        public func validate() throws {
             if tenants.isEmpty != all { throw ValidationError("give tenants, or --all") }
         }
-        func run() throws {
-            try desactl.run {
+
+        /// The operation's report; with `--json` its apply's too. A dry run prints the plan.
+        static func report(_ r: CertReport, engine: Engine, json: Bool, dryRun: Bool) throws {
+            if json, let c = r.change, case .object(var fields) = r.json {
+                fields.append(("change", c.json(slugs: try engine.slugsByCode())))
+                CLI.printJSON(.object(fields))
+                if r.exitStatus != ExitStatus.ok { throw ExitCode(r.exitStatus) }
+                return
+            }
+            if dryRun && !json {
+                print(r.plan.lines.isEmpty ? "Nothing to issue." : r.plan.lines.joined(separator: "\n"))
+                print("(dry run: nothing was ordered)")
+                return
+            }
+            try CLI.report(r, json: json)
+        }
+        public func run() throws {
+            try CLI.run {
                 let e = try global.engine(json: change.json)
                 let only = all ? nil : Set(try tenants.map { try e.show($0).tenant.code })
-                try reportCerts(try e.issueCertificates(only: only, dryRun: change.dryRun, dns01: try e.dnsResponder()), engine: e, json: change.json, dryRun: change.dryRun)
+                try Self.report(try e.issueCertificates(only: only, dryRun: change.dryRun, dns01: try e.dnsResponder()), engine: e,
+                                json: change.json, dryRun: change.dryRun)
             }
         }
     }
 
-    struct Renew: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Renew certificates that are due (ARI window, or two thirds of the lifetime), or one now.")
+    public struct Renew: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "Renew certificates that are due (ARI window, or two thirds of the lifetime), or one now.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Flag(help: "Every certificate that is due (what desa-agent does).") var due = false
         @Option(help: "Renew this tenant's bundle now, due or not (slug or village code).") var force: String?
-        func validate() throws {
+        public func validate() throws {
             if due == (force != nil) { throw ValidationError("give --due or --force SLUG") }
         }
-        func run() throws {
-            try desactl.run {
+        public func run() throws {
+            try CLI.run {
                 let e = try global.engine(json: change.json)
                 var ids = Set<String>()
                 if let force {
@@ -92,42 +118,46 @@ struct CertCommand: ParsableCommand {
                     ids = Set(try e.certList().first { $0.code == code }?.certificates.map(\.id) ?? [])
                     if ids.isEmpty { throw DesaError(.notFound, "\(force) has no certificate to renew; desactl cert issue \(force)") }
                 }
-                let r = try e.issueCertificates(force: ids, dryRun: change.dryRun, dns01: try e.dnsResponder())
-                try reportCerts(r, engine: e, json: change.json, dryRun: change.dryRun)
+                let r = try e.issueCertificates(force: ids, dryRun: change.dryRun, renew: true, dns01: try e.dnsResponder())
+                try Issue.report(r, engine: e, json: change.json, dryRun: change.dryRun)
             }
         }
     }
 
-    struct Import: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Serve an operator's certificate for a tenant, or for the whole regency (--regency).")
+    public struct Import: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "Serve an operator's certificate for a tenant, or for the whole regency (--regency).")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "SLUG CERT KEY, or CERT KEY with --regency.") var args: [String]
         @Flag(help: "A certificate for the regency domain (a wildcard from the regency's CA).") var regency = false
-        func validate() throws {
+        public func validate() throws {
             if args.count != (regency ? 2 : 3) { throw ValidationError(regency ? "give CERT KEY" : "give SLUG CERT KEY") }
         }
-        func run() throws {
-            try desactl.run {
+        public func run() throws {
+            try CLI.run {
                 let e = try global.engine(json: change.json)
                 let (slug, cert, key) = regency ? (nil, args[0], args[1]) : (args[0], args[1], args[2])
                 let r = try e.importCertificate(tenant: slug, certificate: cert, key: key, dryRun: change.dryRun)
-                if change.json { printJSON(r.json) } else { print(r.summary) }
-                if let c = r.change { try report(c, engine: e, json: false, dryRun: change.dryRun) }
+                if change.json { CLI.printJSON(r.json) } else { print(r.summary) }
+                if let c = r.change { try CLI.report(c, engine: e, json: false, dryRun: change.dryRun) }
             }
         }
     }
 
-    struct Budget: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The CA's budget per registered domain: used in the window, left, and planned.")
+    public struct Budget: ParsableCommand {
+
+        public init() {}
+        public static let configuration = CommandConfiguration(abstract: "The CA's budget per registered domain: used in the window, left, and planned.")
         @OptionGroup var global: GlobalOptions
         @Flag(help: "Print JSON.") var json = false
-        func run() throws {
-            try desactl.run {
+        public func run() throws {
+            try CLI.run {
                 let (domains, orders, planned) = try global.engine(json: true).certBudget()
                 func refill(_ d: Date?) -> String { d.map { Timestamp.format($0) } ?? "-" }
                 if json {
-                    printJSON(.object([
+                    CLI.printJSON(.object([
                         ("domains", .array(domains.map { .object([("domain", .string($0.key)), ("capacity", .int($0.capacity)), ("used", .int($0.usedInWindow)),
                                                                  ("remaining", .int($0.remaining)), ("planned", .int(planned[$0.key] ?? 0)),
                                                                  ("next_refill", $0.nextRefill.map { .string(Timestamp.format($0)) } ?? .null)]) })),
@@ -142,23 +172,4 @@ struct CertCommand: ParsableCommand {
             }
         }
     }
-}
-
-func reportCerts(_ r: CertReport, engine: Engine, json: Bool, dryRun: Bool) throws {
-    if json {
-        var j = r.json
-        if case .object(var fields) = j, let c = r.change { fields.append(("change", c.json(slugs: try engine.slugsByCode()))); j = .object(fields) }
-        printJSON(j)
-    } else if dryRun {
-        print(r.plan.lines.isEmpty ? "Nothing to issue." : r.plan.lines.joined(separator: "\n"))
-        print("(dry run: nothing was ordered)")
-    } else {
-        for i in r.issued { print("\(i.renewal ? "renewed" : "issued ") \(i.id): \(i.names) names, valid until \(Timestamp.format(i.notAfter))") }
-        for h in r.heldOut { print("HELD OUT \(h.name): \(h.reason)") }
-        for f in r.failed { print("FAILED \(f.id): \(f.reason)") }
-        for q in r.plan.queued { print("queued \(q.order.id) until \(Timestamp.format(q.at)): \(q.delayedBy.map { "\($0)" } ?? "")") }
-        print(r.summary)
-        if let c = r.change { print(c.summary) }
-    }
-    if r.exitStatus != ExitStatus.ok { throw ExitCode(r.exitStatus) }
 }
