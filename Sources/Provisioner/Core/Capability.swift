@@ -93,6 +93,7 @@ public enum Capabilities {
     public static let builtIn: [any Capability] = [
         UsersCapability(),
         HomesCapability(),
+        QuotasCapability(),
         VhostsCapability(),
         PoolsCapability(),
         DatabasesCapability(),

@@ -150,6 +150,17 @@ public struct SQL: Sendable, Equatable {
         return out
     }
 
+    /// The database a `grantPattern` names (escapes taken out).
+    static func unescapeGrantPattern(_ pattern: String) -> String {
+        var out = "", escaped = false
+        for ch in pattern {
+            if ch == "\\" && !escaped { escaped = true; continue }
+            escaped = false
+            out.append(ch)
+        }
+        return out
+    }
+
     /// A string value in single quotes. Backslash, quote, NUL, newlines and ^Z are
     /// escaped, the set MariaDB's own `mysql_real_escape_string` escapes.
     public static func literal(_ value: String) -> String {

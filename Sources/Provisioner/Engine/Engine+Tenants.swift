@@ -38,8 +38,10 @@ public struct TenantOptions: Sendable {
     public var php: String?
     /// Give each new tenant a MariaDB database (`--with-db`).
     public var withDB: Bool
-    public init(template: String? = nil, php: String? = nil, withDB: Bool = false) {
-        self.template = template; self.php = php; self.withDB = withDB
+    /// Each new tenant's quota (`--quota`), instead of `quota.default`.
+    public var quota: ByteSize?
+    public init(template: String? = nil, php: String? = nil, withDB: Bool = false, quota: ByteSize? = nil) {
+        self.template = template; self.php = php; self.withDB = withDB; self.quota = quota
     }
 }
 

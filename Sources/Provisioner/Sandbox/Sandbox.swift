@@ -286,6 +286,12 @@ public enum Sandbox {
             progress.advance(1)
         }
         progress.end()
+        // Quota images mounted at the homes: unmounted first (the deepest first), or the
+        // removal would empty them under their mounts and leave the mounts busy.
+        for m in Mounts.table().keys.filter({ $0.hasPrefix(dir + "/") }).sorted(by: { $0.count > $1.count }) {
+            let r = try runner.run(["/bin/umount", m])
+            if !r.ok { throw DesaError.system("cannot unmount \(m): \(r.message); nothing more was removed") }
+        }
         withExtendedLifetime(held) {}
         do { try FileManager.default.removeItem(atPath: dir) } catch {
             throw DesaError.system("cannot remove \(dir): \(error.localizedDescription)")

@@ -23,12 +23,14 @@ extension TenantCommand {
         @Option(help: "PHP version for the new tenants.") var php: String?
         @Flag(help: "Import the valid rows even if some are rejected.") var skipInvalid = false
         @Flag(help: "Give each new village a MariaDB database (see desactl db).") var withDB = false
+        @Option(parsing: .unconditional, help: "Each new village's quota, its files and database together (512MiB, 2GiB; default quota.default).") var quota: String?
 
         func run() throws {
             try CLI.run {
                 let e = try global.engine(json: change.json)
+                let size = try quota.map { try ByteSize(parsing: $0, what: "--quota") }
                 let list = try VillageList.read(path: file, regency: e.config.regencyCode)
-                let r = try e.importVillages(list, options: TenantOptions(template: template, php: php, withDB: withDB),
+                let r = try e.importVillages(list, options: TenantOptions(template: template, php: php, withDB: withDB, quota: size),
                                              dryRun: change.dryRun, skipInvalid: skipInvalid)
                 if change.json {
                     CLI.printJSON(r.json(slugs: try e.slugsByCode()))
@@ -68,11 +70,14 @@ extension TenantCommand {
         @Option(help: "Site template: default, opensid, static, or an operator's own.") var template: String?
         @Option(help: "PHP version.") var php: String?
         @Flag(help: "Give the village a MariaDB database (see desactl db).") var withDB = false
+        @Option(parsing: .unconditional, help: "Its quota, its files and database together (512MiB, 2GiB; default quota.default).") var quota: String?
 
         func run() throws {
             try CLI.mutate(global, change, op: "create", target: code) { e in
+                let size = try quota.map { try ByteSize(parsing: $0, what: "--quota") }
                 let v = try Village.validated(code: code, name: name, district: district, regency: e.config.regencyCode, kind: kind?.rawValue)
-                return try e.create(v, slug: slug, options: TenantOptions(template: template, php: php, withDB: withDB), dryRun: change.dryRun)
+                return try e.create(v, slug: slug, options: TenantOptions(template: template, php: php, withDB: withDB, quota: size),
+                                    dryRun: change.dryRun)
             }
         }
     }

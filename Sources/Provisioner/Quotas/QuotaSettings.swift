@@ -1,0 +1,54 @@
+/// `[quota]`: each tenant's share of the server. One number per village, its quota,
+/// holds its files and its database together; its processes are limited too.
+public struct QuotaSettings: ConfigSection {
+    public static let name = "quota"
+
+    /// How files are limited: not at all, a filesystem image per tenant (loop-mounted at
+    /// its home: works on any server, the sandbox's included), or the kernel's user quotas
+    /// on the filesystem of the web root (ext4 or XFS mounted with usrquota).
+    public enum Backend: String, ConfigEnum { case none, image, kernel }
+
+    @Setting("backend", "\"none\"; \"image\": a filesystem image per tenant, loop-mounted at its home; \"kernel\": user quotas on the web root's filesystem (mounted with usrquota)")
+    public var backend = Backend.none
+    @Setting("default", "each tenant's one quota, its files and its database together (IEC: 512MiB, 2GiB), unless set per tenant")
+    public var `default` = ByteSize(bytes: 2 << 30)
+    @Setting("inodes_per_gib", "files and directories a tenant may have, per GiB of its quota")
+    public var inodesPerGiB = 65_536
+    @Setting("processes", "processes a tenant's user may run at once, enforced by the kernel at fork (RLIMIT_NPROC of its PHP)")
+    public var processes = 100
+    @Setting("image_dir", "where the image backend keeps the images, one per tenant; \"\": state_dir/images", .path)
+    public var imageDir: String? = nil
+    @Setting("check_interval", "seconds between the agent's quota checks (usage measured; a database over its quota closed to writes)")
+    public var checkInterval = 300
+    @Setting("warning_percent", "a tenant using more of its quota than this is degraded (down at 100)")
+    public var warningPercent = 90.0
+    @Setting("closed_dirs", "world-writable places no tenant may write in (its programs get TMPDIR in its home)", .path)
+    public var closedDirs = ["/tmp", "/var/tmp", "/dev/shm", "/run/lock"]
+
+    public init() {}
+    public init(from decoder: Decoder) throws { try self.init(settingsFrom: decoder) }
+    public func encode(to encoder: Encoder) throws { try encodeSettings(to: encoder) }
+
+    /// The smallest quota: an ext4 image needs room for its journal and inode tables.
+    public static let minimum = ByteSize(bytes: 16 << 20)
+
+    public func validate(in config: Config) throws {
+        func fail(_ m: String) -> DesaError { DesaError(.config, m) }
+        guard `default` >= Self.minimum else { throw fail("quota.default must be at least \(Self.minimum) (got \(`default`))") }
+        guard (1024...10_000_000).contains(inodesPerGiB) else { throw fail("quota.inodes_per_gib must be 1024 to 10000000 (got \(inodesPerGiB))") }
+        guard (10...100_000).contains(processes) else { throw fail("quota.processes must be 10 to 100000 (got \(processes))") }
+        guard checkInterval >= 30 else { throw fail("quota.check_interval must be at least 30 seconds (got \(checkInterval))") }
+        guard warningPercent > 0, warningPercent < 100 else { throw fail("quota.warning_percent must be between 0 and 100 (got \(warningPercent))") }
+    }
+}
+
+extension Config {
+    /// `[quota]`, the quotas capability's section.
+    public var quota: QuotaSettings {
+        get { section(QuotaSettings.self) }
+        set { set(newValue) }
+    }
+
+    /// Where the image backend keeps its images.
+    public var quotaImageDir: String { quota.imageDir ?? stateDir + "/images" }
+}

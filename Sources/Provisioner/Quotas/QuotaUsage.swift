@@ -1,0 +1,116 @@
+import Foundation
+import GRDB
+
+/// One tenant's use of its quota, as the counters say it now: its filesystem's (or the
+/// kernel's) for files, MariaDB's own for its database. Never a walk of its files.
+public struct QuotaUsage: Sendable, Equatable {
+    public var code: String
+    public var slug: String
+    public var limitBytes: Int64
+    /// Files, and the database.
+    public var usedBytes: Int64
+    public var dbBytes: Int64
+    public var usedInodes: Int64
+    public var limitInodes: Int64
+    public var processes: Int
+    /// Its database's account may only read and delete (over its quota).
+    public var dbBlocked: Bool
+    /// Why its files could not be measured (not mounted yet, say); nil when they were.
+    public var unmeasured: String?
+
+    public var totalBytes: Int64 { usedBytes + dbBytes }
+    public var percent: Double { limitBytes > 0 ? Double(totalBytes) / Double(limitBytes) * 100 : 0 }
+
+    public var json: JSON {
+        .object([("code", .string(code)), ("slug", .string(slug)), ("limit_bytes", .int(Int(limitBytes))),
+                 ("used_bytes", .int(Int(usedBytes))), ("db_bytes", .int(Int(dbBytes))),
+                 ("percent", .double(percent)), ("inodes_used", .int(Int(usedInodes))), ("inodes_limit", .int(Int(limitInodes))),
+                 ("processes_limit", .int(processes)), ("db_blocked", .bool(dbBlocked)), ("unmeasured", .str(unmeasured))])
+    }
+}
+
+/// Reads usage for many tenants at once: the mount table once, one statvfs per tenant,
+/// one query for every database's size and one for its grants.
+enum QuotaMeter {
+    struct Databases: Sendable {
+        /// Bytes by database name, and the databases whose accounts may not write.
+        var sizes: [String: Int64] = [:]
+        var blocked: Set<String> = []
+    }
+
+    static func databases(_ c: Config) throws -> Databases {
+        guard c.mariadb.enabled else { return Databases() }
+        let conn = try MariaDBAdmin.connect(c.mariadb)
+        var out = Databases()
+        let prefix = c.mariadb.prefix
+        for r in try conn.query(SQL("SELECT TABLE_SCHEMA, COALESCE(SUM(DATA_LENGTH + INDEX_LENGTH), 0) FROM information_schema.TABLES GROUP BY TABLE_SCHEMA")) {
+            if let name = r[0], name.hasPrefix(prefix) { out.sizes[name] = Int64(r[1] ?? "0") ?? 0 }
+        }
+        // An account whose grant lacks INSERT was closed to writes by a quota check.
+        for r in try conn.query(SQL("SELECT Db, Insert_priv FROM mysql.db")) {
+            if let pattern = r[0], r[1] == "N" { out.blocked.insert(SQL.unescapeGrantPattern(pattern)) }
+        }
+        return out
+    }
+
+    static func measure(_ c: Config, tenants: [Tenant], quotas: [String: TenantQuota], databases rows: [String: TenantDatabase]) throws -> [QuotaUsage] {
+        let s = c.quota
+        let dbs = try databases(c)
+        let mounts = c.quota.backend == .image ? Mounts.table() : [:]
+        return tenants.filter { $0.desired != .deleted }.map { t in
+            let q = QuotasCapability.quota(t, rows: quotas, s)
+            var u = QuotaUsage(code: t.code, slug: t.slug, limitBytes: q.bytes, usedBytes: 0, dbBytes: 0, usedInodes: 0,
+                               limitInodes: Int64(q.inodes), processes: s.processes, dbBlocked: false)
+            let home = t.home(c)
+            switch s.backend {
+            case .image:
+                if let m = mounts[home], Mounts.loopBackingFile(m.source) == ImageBackend.imagePath(t, c), let fs = Mounts.usage(home) {
+                    u.usedBytes = fs.usedBytes; u.usedInodes = fs.usedInodes; u.limitInodes = fs.limitInodes
+                } else {
+                    u.unmeasured = "\(home) is not mounted from its image (desactl apply)"
+                }
+            case .kernel, .none:
+                u.unmeasured = "quota.backend is \(s.backend.rawValue)"
+            }
+            if let row = rows[t.code], row.desired == .present {
+                u.dbBytes = dbs.sizes[row.name] ?? 0
+                u.dbBlocked = dbs.blocked.contains(row.name)
+            }
+            return u
+        }
+    }
+}
+
+extension Engine {
+    func requireQuotas() throws {
+        guard config.quota.backend != .none else {
+            throw DesaError(.config, "quotas are off: set quota.backend = \"image\" (or \"kernel\") in \(config.path)")
+        }
+    }
+
+    /// Every tenant's use of its quota now, worst first.
+    public func quotaUsage() throws -> [QuotaUsage] {
+        try requireQuotas()
+        let (tenants, quotas, dbs) = try store.queue.read { db in
+            (try Tenant.order(Column("code")).fetchAll(db), try TenantQuota.byCode(db), try TenantDatabase.byCode(db))
+        }
+        return try QuotaMeter.measure(config, tenants: tenants, quotas: quotas, databases: dbs)
+            .sorted { $0.percent != $1.percent ? $0.percent > $1.percent : $0.slug < $1.slug }
+    }
+
+    /// `quota set`: a tenant's quota, applied at once (within the image's headroom while
+    /// its site serves). Refused below what it uses now, and nothing changes.
+    public func setQuota(_ key: String, size: ByteSize, dryRun: Bool = false) throws -> ChangeReport {
+        try requireQuotas()
+        guard size >= QuotaSettings.minimum else {
+            throw DesaError.invalid("a quota of \(size) is less than the smallest, \(QuotaSettings.minimum)")
+        }
+        let t = try show(key).tenant
+        if let u = try quotaUsage().first(where: { $0.code == t.code }), u.totalBytes > size.bytes {
+            throw DesaError.invalid("\(t.slug) uses \(ByteSize.readable(u.totalBytes)) (files \(ByteSize.readable(u.usedBytes)), database \(ByteSize.readable(u.dbBytes))), more than \(size); nothing was changed. It must free space first, or keep a larger quota")
+        }
+        return try updateTenant(t.code, op: "quota set", dryRun: dryRun) { [config] t, db in
+            try TenantQuota(code: t.code, size: size, config.quota).save(db)
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import Foundation
+import GRDB
+
+/// A tenant's quota as the operator set it (`--quota`, `desactl quota set`); a tenant
+/// without a row has the config's defaults.
+public struct TenantQuota: Codable, Sendable, Equatable, FetchableRecord, PersistableRecord {
+    public static let databaseTableName = "quota"
+    public var code: String
+    /// Files and database together.
+    public var bytes: Int64
+    public var inodes: Int
+    public var processes: Int
+
+    public init(code: String, bytes: Int64, inodes: Int, processes: Int) {
+        self.code = code; self.bytes = bytes; self.inodes = inodes; self.processes = processes
+    }
+
+    /// The defaults of `settings` for a quota of `size` (inodes in proportion).
+    public init(code: String, size: ByteSize, _ settings: QuotaSettings) {
+        self.init(code: code, bytes: size.bytes, inodes: Self.inodes(for: size.bytes, settings), processes: settings.processes)
+    }
+
+    static func inodes(for bytes: Int64, _ s: QuotaSettings) -> Int {
+        max(1024, Int((Double(bytes) / Double(1 << 30) * Double(s.inodesPerGiB)).rounded(.up)))
+    }
+
+    static let migration = StateMigration("quotas-v1") { db in
+        try db.create(table: "quota") { t in
+            t.column("code", .text).primaryKey().references("tenant", onDelete: .cascade)
+            t.column("bytes", .integer).notNull()
+            t.column("inodes", .integer).notNull()
+            t.column("processes", .integer).notNull()
+        }
+    }
+
+    static func byCode(_ db: Database) throws -> [String: TenantQuota] {
+        Dictionary(try TenantQuota.fetchAll(db).map { ($0.code, $0) }, uniquingKeysWith: { a, _ in a })
+    }
+}

@@ -1,0 +1,71 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What is mounted where, from /proc/self/mountinfo (read once per look), and the file
+/// behind a loop device.
+public enum Mounts {
+    public struct Entry: Sendable, Equatable {
+        public var mountPoint: String
+        public var source: String
+        public var fsType: String
+    }
+
+    /// The mount table by mount point (the last mount on a point, the one in effect).
+    public static func table(_ text: String? = AtomicFiles.read("/proc/self/mountinfo")) -> [String: Entry] {
+        var out: [String: Entry] = [:]
+        for line in (text ?? "").split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard let dash = f.firstIndex(of: "-"), f.count > dash + 2, f.count > 4 else { continue }
+            let point = unescape(f[4])
+            out[point] = Entry(mountPoint: point, source: unescape(f[dash + 2]), fsType: String(f[dash + 1]))
+        }
+        return out
+    }
+
+    /// mountinfo writes space, tab, newline and backslash as `\ooo`.
+    static func unescape(_ s: Substring) -> String {
+        guard s.contains("\\") else { return String(s) }
+        var bytes: [UInt8] = []
+        var u = Array(s.utf8)[...]
+        while let c = u.popFirst() {
+            if c == UInt8(ascii: "\\"), u.count >= 3, let v = UInt8(String(decoding: u.prefix(3), as: UTF8.self), radix: 8) {
+                bytes.append(v); u = u.dropFirst(3)
+            } else {
+                bytes.append(c)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The file a loop device (`/dev/loop3`) reads, as the kernel has it.
+    public static func loopBackingFile(_ device: String) -> String? {
+        guard device.hasPrefix("/dev/loop") else { return nil }
+        let name = (device as NSString).lastPathComponent
+        return AtomicFiles.read("/sys/block/\(name)/loop/backing_file")?.trimmingCharacters(in: .newlines)
+    }
+
+    /// A filesystem's counters (`statvfs`): what the tenant's quota report reads, never a walk of its files.
+    public struct Usage: Sendable, Equatable {
+        /// Bytes in use, and the most an unprivileged user may have (in use plus available to it).
+        public var usedBytes: Int64
+        public var limitBytes: Int64
+        public var usedInodes: Int64
+        public var limitInodes: Int64
+        /// Blocks only root may use (the image backend's headroom), and the block size.
+        public var reservedBlocks: Int64
+        public var totalBlocks: Int64
+        public var blockSize: Int64
+    }
+
+    public static func usage(_ path: String) -> Usage? {
+        var st = statvfs()
+        guard statvfs(path, &st) == 0 else { return nil }
+        let bs = Int64(st.f_frsize)
+        let used = Int64(st.f_blocks) - Int64(st.f_bfree)
+        return Usage(usedBytes: used * bs, limitBytes: (used + Int64(st.f_bavail)) * bs,
+                     usedInodes: Int64(st.f_files) - Int64(st.f_ffree), limitInodes: Int64(st.f_files),
+                     reservedBlocks: Int64(st.f_bfree) - Int64(st.f_bavail), totalBlocks: Int64(st.f_blocks), blockSize: bs)
+    }
+}
