@@ -56,3 +56,9 @@ static inline int desa_malloc_mmap_threshold(int bytes) {
     return mallopt(M_MMAP_THRESHOLD, bytes) && mallopt(M_TRIM_THRESHOLD, bytes);
 }
 static inline int desa_malloc_trim(void) { return malloc_trim(0); }
+
+#include <sys/xattr.h>
+/* An extended attribute of a path (an ACL), without following a link. */
+static inline long desa_lgetxattr(const char *path, const char *name, void *value, unsigned long size) {
+    return (long)lgetxattr(path, name, value, size);
+}

@@ -73,7 +73,7 @@ struct PlannerTests {
         }
         let spec = UserSpec(name: user, uid: uid, home: home, comment: "desa Cileunyi Kulon")
         let expected: [Step] = [
-            Step(nil, "create-sysusers", .users, .userBatch(UserBatch(file: c.sysusersFile, content: Users.sysusersText([spec])))),
+            Step(nil, "create-sysusers", .users, .userBatch(UserBatch(file: c.sysusersFile, content: Users.sysusersText([spec], group: "dgold-tenants")))),
             dir(c.webRoot, 0, 0, 0o711), dir(c.archiveDir, 0, 0, 0o700), dir(c.logDir, 0, 0, 0o755), dir(c.tenantLogRoot, 0, 0, 0o711),
             dir(c.stateDir, 0, 0, 0o711), dir(c.acmeRoot, 0, 0, 0o755), dir(c.acmeRoot + "/.well-known", 0, 0, 0o755),
             dir(c.acmeRoot + "/.well-known/acme-challenge", 0, 0, 0o755), dir(c.nginx.sitesDir, 0, 0, 0o755),
@@ -153,7 +153,7 @@ struct PlannerTests {
         let home = t.home(config), logs = t.logDir(config)
         let pool = config.php.versions["8.2"]!.poolDir + "/dgold3204052001.conf"
         let expected: [Step] = [
-            Step(nil, "update-sysusers", .users, .userBatch(UserBatch(file: config.sysusersFile, content: Users.sysusersText([])))),
+            Step(nil, "update-sysusers", .users, .userBatch(UserBatch(file: config.sysusersFile, content: Users.sysusersText([], group: "dgold-tenants")))),
             Step(t.code, "delete-user", .userRemoval, .custom(DeleteUser(name: "dgold3204052001"))),
             Step(t.code, "stop-processes", .stop, .custom(StopProcesses(uid: t.uid, gid: t.uid, count: 2))),
             Step(t.code, "archive-home", .archive, .custom(ArchiveHome(home: home, logDir: logs,

@@ -82,9 +82,13 @@ extension ServiceSpec {
         guard let p = c.php.versions[version] else { return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM) }
         let sandbox = c.mode == .sandbox
         // In the foreground (-F): a daemonizing master forks again at each reload (SIGUSR2),
-        // so the pid desa recorded would stop naming it.
+        // so the pid desa recorded would stop naming it. With quotas, its RLIMIT_NPROC is
+        // each tenant's process limit: the master (root) is exempt, its workers inherit it,
+        // and the kernel counts it per UID at every fork of theirs and of their children.
+        var start = [p.binary, "-F", "-y", p.mainConf]
+        if c.quota.backend != .none { start = ["/usr/bin/prlimit", "--nproc=\(c.quota.processes):\(c.quota.processes)", "--"] + start }
         return ServiceSpec(name: "php\(version)-fpm", kind: .phpFPM, binary: p.binary, check: [p.binary, "-t", "-y", p.mainConf],
-                           start: sandbox ? [p.binary, "-F", "-y", p.mainConf] : [], foreground: true, pidFile: p.pidFile,
+                           start: sandbox ? start : [], foreground: true, pidFile: p.pidFile,
                            unit: sandbox ? "" : p.service, argument: sandbox ? p.mainConf : nil, socketDir: p.socketDir)
     }
 }

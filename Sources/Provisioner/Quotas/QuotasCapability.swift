@@ -1,5 +1,8 @@
 import Foundation
 import GRDB
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Each village's share of the server: one quota for its files and its database together
 /// (`[quota]`, per tenant by `--quota` and `desactl quota set`), and a limit on its
@@ -14,6 +17,10 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
 
     public struct Observation: Sendable {
         var image: (dir: [String: FileStat], tenants: [String: ImageBackend.Seen])?
+        /// The tenants group's GID (nil until sysusers made it), and the directories to
+        /// close with the permission wanted for it and the one they have (nil: no entry).
+        var groupID: UInt32?
+        var closed: [(path: String, want: UInt16, has: UInt16?)] = []
     }
 
     public init() {}
@@ -46,10 +53,36 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
     }
 
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
-        switch d.config.quota.backend {
-        case .none, .kernel: return Observation()
-        case .image: return Observation(image: ImageBackend.observe(d, host))
+        var o = Observation()
+        guard d.config.quota.backend != .none else { return o }
+        if d.config.quota.backend == .image { o.image = ImageBackend.observe(d, host) }
+        o.groupID = getgrnam(Users.tenantsGroup(prefix: d.config.userPrefix)).map { $0.pointee.gr_gid }
+        let c = d.config
+        // What tenants must still pass through: their homes, their logs, the database's socket.
+        let needed = [c.webRoot, c.logDir] + (c.mariadb.enabled ? [c.mariadb.socket.map { ($0 as NSString).deletingLastPathComponent }].compactMap { $0 } : [])
+        for dir in c.quota.closedDirs {
+            for (path, want) in Self.closure(dir, needed: needed) {
+                o.closed.append((path, want, o.groupID.flatMap { gid in ACL.namedGroups(path)?[gid] }))
+            }
         }
+        return o
+    }
+
+    /// A world-writable directory to close, and how: no permission at all, unless a path
+    /// tenants need lies below it (a sandbox in /var/tmp), then passing through only
+    /// (`--x`: nothing can be created or listed there), with each world-writable directory
+    /// in it closed the same way.
+    static func closure(_ dir: String, needed: [String]) -> [(String, UInt16)] {
+        guard needed.contains(where: { $0.hasPrefix(dir + "/") }) else { return [(dir, 0)] }
+        var out: [(String, UInt16)] = [(dir, 1)]
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
+        for n in names.sorted() {
+            let p = dir + "/" + n
+            var st = stat()
+            guard lstat(p, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR, st.st_mode & 0o002 != 0 else { continue }
+            out += closure(p, needed: needed)
+        }
+        return out
     }
 
     public func plan(_ d: DesiredState, _ seen: Observation) throws -> CapabilityPlan {
@@ -59,6 +92,35 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
         if let image = seen.image {
             ImageBackend.plan(d, image, quotas: { Self.quota($0, rows: rows, s) }, into: &out)
         }
+        // What a tenant's programs write in the server's world-writable places would count
+        // against no quota: those places are closed to every tenant (an ACL entry with no
+        // permission for the group they all belong to). Their TMPDIR is their home's tmp/.
+        if d.tenants.contains(where: { $0.desired != .deleted }) {
+            let group = Users.tenantsGroup(prefix: d.config.userPrefix)
+            for c in seen.closed where c.has != c.want {
+                out.steps.append(Step(nil, "close-shared-dir", .directories, .custom(CloseSharedDir(path: c.path, group: group, traverse: c.want != 0))))
+            }
+        }
         return out
+    }
+}
+
+/// A world-writable directory closed to the tenants: their group gets an ACL entry with no
+/// permission (it precedes "other", so the 1777 mode no longer lets them in).
+struct CloseSharedDir: CustomEffect {
+    var path: String
+    var group: String
+    /// Passing through only (`--x`), for a directory with a path tenants need below it.
+    var traverse: Bool
+    var subject: String { "\(path): \(traverse ? "only passing through" : "no entry") for \(group)" }
+
+    func run(_ context: ApplyContext) throws {
+        let r = try context.runner.run(["/usr/bin/setfacl", "-m", "g:\(group):\(traverse ? "--x" : "---")", path])
+        guard r.ok else { throw DesaError.system("closing \(path) to the tenants (setfacl) failed: \(r.message)") }
+    }
+
+    /// Takes the entry away again (a sandbox destroyed, its group about to go).
+    static func reopen(_ path: String, gid: UInt32, runner: ProcessRunning) {
+        _ = try? runner.run(["/usr/bin/setfacl", "-x", "g:\(gid)", path])
     }
 }

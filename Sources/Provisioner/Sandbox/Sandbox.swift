@@ -25,6 +25,9 @@ public enum Sandbox {
         public var withPebble = false
         public var pebblePort = 14000
         public var httpsPort = 8443
+        /// Hold each village to its quota (`--quota-backend image`), of this size by default.
+        public var quotaBackend = QuotaSettings.Backend.none
+        public var quota = ByteSize(bytes: 2 << 30)
         public init(dir: String) { self.dir = dir }
     }
 
@@ -71,6 +74,8 @@ public enum Sandbox {
                                           poolDir: d + "/php/8.2/pool.d", socketDir: d + "/run/php",
                                           pidFile: d + "/run/php8.2-fpm.pid", service: "")]
         if o.withPebble { SandboxPebble.configure(&c, httpsPort: o.httpsPort, acmePort: o.pebblePort) }
+        c.quota.backend = o.quotaBackend
+        c.quota.default = o.quota
         if o.withMariaDB {
             c.mariadb.enabled = true
             c.mariadb.socket = d + "/run/mariadb.sock"
@@ -286,6 +291,15 @@ public enum Sandbox {
             progress.advance(1)
         }
         progress.end()
+        // The tenants' group, and the entries that closed the shared directories to it.
+        if let g = getgrnam(Users.tenantsGroup(prefix: c.userPrefix)) {
+            let gid = g.pointee.gr_gid
+            for dir in c.quota.closedDirs {
+                for (path, _) in QuotasCapability.closure(dir, needed: [c.webRoot, c.logDir])
+                    where ACL.namedGroups(path)?[gid] != nil { CloseSharedDir.reopen(path, gid: gid, runner: runner) }
+            }
+            _ = try? runner.run(["/usr/sbin/groupdel", Users.tenantsGroup(prefix: c.userPrefix)])
+        }
         // Quota images mounted at the homes: unmounted first (the deepest first), or the
         // removal would empty them under their mounts and leave the mounts busy.
         for m in Mounts.table().keys.filter({ $0.hasPrefix(dir + "/") }).sorted(by: { $0.count > $1.count }) {

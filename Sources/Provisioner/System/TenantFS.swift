@@ -220,6 +220,27 @@ public final class DirHandle {
         }
     }
 
+    /// Gives every entry below this directory the group and mode its namesake below `src`
+    /// has (a copy made by a user who could not give them: `cp -a` as the tenant cannot set
+    /// the web server's group). Entries are opened without following links and changed
+    /// through their descriptors; links keep what they have.
+    public func matchGroupsAndModes(of src: DirHandle) throws {
+        for e in try entries() {
+            var a = Glibc.stat(), b = Glibc.stat()
+            guard fstatat(src.fd, e, &a, AT_SYMLINK_NOFOLLOW) == 0, fstatat(fd, e, &b, AT_SYMLINK_NOFOLLOW) == 0,
+                  (a.st_mode & S_IFMT) == (b.st_mode & S_IFMT) else { continue }
+            let kind = b.st_mode & S_IFMT
+            guard kind == S_IFDIR || kind == S_IFREG else { continue }
+            if a.st_gid != b.st_gid || (a.st_mode & 0o7777) != (b.st_mode & 0o7777) {
+                let f = openat(fd, e, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC)
+                guard f >= 0 else { throw DesaError.system("cannot open \(sub(e)): \(errnoText())") }
+                defer { close(f) }
+                try Self.own(f, path: sub(e), uid: Int(b.st_uid), gid: Int(a.st_gid), mode: Int(a.st_mode & 0o7777))
+            }
+            if kind == S_IFDIR { try openDir(e).matchGroupsAndModes(of: src.openDir(e)) }
+        }
+    }
+
     /// Gives every entry below this directory (links themselves, not their targets) this owner.
     public func chownTree(uid: Int, gid: Int) throws {
         for e in try entries() {

@@ -37,14 +37,22 @@ public struct Users: Sendable {
     }
 
     /// The sysusers.d text for a set of users: `u NAME UID "COMMENT" HOME`.
-    public static func sysusersText(_ specs: [UserSpec]) -> String {
+    /// The declaration of every tenant's user, each also a member of `group` (every tenant
+    /// in one group, which world-writable places can be closed to: `QuotaSettings.closedDirs`).
+    public static func sysusersText(_ specs: [UserSpec], group: String) -> String {
         var out = "# Managed by desa: tenant users. desactl apply rewrites this file.\n"
-        for s in specs.sorted(by: { $0.uid < $1.uid }) {
+        let sorted = specs.sorted(by: { $0.uid < $1.uid })
+        if !sorted.isEmpty { out += "g \(group) -\n" }
+        for s in sorted {
             let comment = s.comment.filter { $0 != "\"" && $0 != "\\" && !$0.isNewline }
             out += "u \(s.name) \(s.uid) \"\(comment)\" \(s.home) /usr/sbin/nologin\n"
         }
+        for s in sorted { out += "m \(s.name) \(group)\n" }
         return out
     }
+
+    /// The group every tenant's user is a member of: `<prefix>-tenants`.
+    public static func tenantsGroup(prefix: String) -> String { prefix + "-tenants" }
 
     /// Lets systemd-sysusers create whichever users of the declaration file are missing.
     public func createDeclared() throws {

@@ -42,7 +42,7 @@ public struct UsersCapability: Capability {
                 out.steps.append(Step(t.code, "create-user", .users, .user(spec)))
             }
         }
-        let declaration = Users.sysusersText(live)
+        let declaration = Users.sysusersText(live, group: Users.tenantsGroup(prefix: config.userPrefix))
         // No declaration is needed until there is a user to declare.
         if declaration != seen.declaration && !(live.isEmpty && seen.declaration == nil) {
             out.steps.insert(Step(nil, seen.declaration == nil ? "create-sysusers" : "update-sysusers", .users,

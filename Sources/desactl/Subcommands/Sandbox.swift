@@ -23,6 +23,8 @@ struct SandboxCommand: ParsableCommand {
         @Flag(help: "Run Let's Encrypt's test CA (pebble) and its DNS test server on 127.0.0.1, and enable HTTPS with it.") var withPebble = false
         @Option(help: "Port pebble's ACME directory listens on (the next three are its management, DNS and DNS management ports).") var pebblePort = 14000
         @Option(help: "Port nginx serves HTTPS on, on 127.0.0.1.") var httpsPort = 8443
+        @Option(help: "Hold each village to its quota: \"image\" (a filesystem image per village, loop-mounted at its home), or \"none\".") var quotaBackend = "none"
+        @Option(parsing: .unconditional, help: "Each village's quota, its files and database together (with --quota-backend).") var quota = "2GiB"
 
         func run() throws {
             try CLI.run {
@@ -30,6 +32,11 @@ struct SandboxCommand: ParsableCommand {
                 o.httpPort = httpPort; o.domain = domain; o.regency = regency
                 o.userPrefix = userPrefix; o.uidMin = uidMin; o.uidMax = uidMax
                 o.withMariaDB = withMariadb; o.mariadbPort = mariadbPort
+                guard let backend = QuotaSettings.Backend(rawValue: quotaBackend), backend != .kernel else {
+                    throw DesaError(.invalidInput, "--quota-backend must be image or none (got \(Quote.show(quotaBackend))); a sandbox cannot use the kernel's quotas of the host")
+                }
+                o.quotaBackend = backend
+                o.quota = try ByteSize(parsing: quota, what: "--quota")
                 o.withPebble = withPebble; o.pebblePort = pebblePort; o.httpsPort = httpsPort
                 let c = try Sandbox.initialize(o)
                 print("""

@@ -108,6 +108,14 @@ struct CapabilityFacetsTests {
         _ = try? await agent.value
     }
 
+    @Test("every MESSAGE_ID a built-in check declares is explained in systemd/desa.catalog")
+    func catalogHasEveryCheck() throws {
+        let catalog = Support.read(Support.packageRoot.path + "/systemd/desa.catalog")
+        let ids = Capabilities.builtIn.flatMap { ($0 as? any HealthChecking)?.healthChecks ?? [] }.flatMap { $0.messageIDs.values }
+        #expect(!ids.isEmpty)
+        for id in ids { #expect(catalog.contains("\n-- \(id)\n"), "\(id) is not in systemd/desa.catalog") }
+    }
+
     @Test("a nightly schedule: the next run after a run, a run missed while the agent was down, a random delay")
     func schedules() throws {
         let utc = TimeZone(identifier: "UTC")!

@@ -22,7 +22,7 @@ final class SandboxHarness: @unchecked Sendable {
 
     /// `start: false` makes the sandbox without starting it.
     init(_ name: String, regency: String = "32.04", domain: String = "bandungkab.go.id", mariadb: Bool = false,
-         pebble: (port: Int, httpsPort: Int)? = nil, start: Bool = true) throws {
+         pebble: (port: Int, httpsPort: Int)? = nil, start: Bool = true, initArgs: [String] = []) throws {
         let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 36)
         dir = "/var/tmp/desa-e2e-\(name)-\(tag)"
         prefix = "de" + String((0..<5).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
@@ -43,7 +43,7 @@ final class SandboxHarness: @unchecked Sendable {
             extra += ["--with-pebble", "--pebble-port", "\(pebble.port)", "--https-port", "\(pebble.httpsPort)"]
         }
         let r = try runner.run([Support.desactl, "sandbox", "init", dir, "--http-port", "\(port)", "--regency", regency,
-                                "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"] + extra)
+                                "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"] + extra + initArgs)
         try #require(r.ok, "sandbox init failed: \(r.message)")
         guard start else { return }
         let s = try desactl("sandbox", "start")

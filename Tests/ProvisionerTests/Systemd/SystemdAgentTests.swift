@@ -272,7 +272,9 @@ struct SystemdAgentTests {
     /// The health entries' MESSAGE_IDs (fixed forever) and a state each is written with.
     static let healthIDs = [("550a6e61861143fc81163ff47f653440", "down", "http"), ("652b5ffc46504f94bb1bc5b47890b9b0", "degraded", "http"),
                             ("0fb3bfa9ec9d403cb268ea3697577a43", "ok", "http"), ("274b339d46c74ab6a90ddba4fca3a296", "down", "nginx"),
-                            ("253df0a7ca88424cb87cb8343a3f964e", "ok", "nginx")]
+                            ("253df0a7ca88424cb87cb8343a3f964e", "ok", "nginx"),
+                            (QuotaMessageID.nearly, "degraded", "quota"), (QuotaMessageID.full, "down", "quota"),
+                            (QuotaMessageID.ok, "ok", "quota")]
 
     /// Entries are written with util-linux's `logger --journald` (fields from a file): this
     /// checks every id of the catalog; the agent's own entries are checked above.
@@ -287,7 +289,7 @@ struct SystemdAgentTests {
             #expect(listed.contains(id + " desa: "), "\(id) is not in the catalog")
             let fields = ["MESSAGE_ID=\(id)", "MESSAGE=catalog test \(id)", "SYSLOG_IDENTIFIER=desa-agent", "PRIORITY=4",
                           "DESA_TENANT=32.04.05.2009", "DESA_SLUG=catalog-test", "DESA_CHECK=\(check)", "DESA_STATE=\(state)",
-                          "DESA_PREVIOUS_STATE=degraded", "DESA_REASON=connection refused on 127.0.0.1:80"]
+                          "DESA_PREVIOUS_STATE=degraded", "DESA_REASON=connection refused on 127.0.0.1:80", "DESA_QUOTA_PERCENT=93"]
             try h.write("/var/tmp/desa-entry", fields.joined(separator: "\n") + "\n")
             try h.run("/usr/bin/logger", "--journald=/var/tmp/desa-entry")
             var text = ""
