@@ -11,6 +11,11 @@ packages+=(php8.2-cli php8.2-curl php8.2-gd php8.2-mbstring php8.2-mysql php8.2-
 # The tests under a real systemd (Tests/ProvisionerTests/Systemd) boot a Debian 12 container:
 # systemd-nspawn, and debootstrap to build its root filesystem once.
 packages+=(systemd-container debootstrap)
+# Quotas: ACL entries close the server's world-writable places to tenants (acl), the image
+# backend formats and tunes each tenant's ext4 image (e2fsprogs, util-linux's losetup), the kernel
+# backend sets and reads user quotas (quota), and its test boots Debian's User-Mode Linux kernel,
+# which has quota support where this machine's kernel may not (user-mode-linux, kmod for insmod).
+packages+=(acl e2fsprogs quota user-mode-linux kmod)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

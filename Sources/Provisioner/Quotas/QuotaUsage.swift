@@ -62,6 +62,7 @@ enum QuotaMeter {
         let s = c.quota
         let dbs = try databases(c)
         let mounts = c.quota.backend == .image ? Mounts.table() : [:]
+        let kernel = c.quota.backend == .kernel ? KernelBackend.read(c) : nil
         return tenants.filter { $0.desired != .deleted }.map { t in
             let q = QuotasCapability.quota(t, rows: quotas, s)
             var u = QuotaUsage(code: t.code, slug: t.slug, limitBytes: q.bytes, usedBytes: 0, dbBytes: 0, usedInodes: 0,
@@ -74,8 +75,15 @@ enum QuotaMeter {
                 } else {
                     u.unmeasured = "\(home) is not mounted from its image (desactl apply)"
                 }
-            case .kernel, .none:
-                u.unmeasured = "quota.backend is \(s.backend.rawValue)"
+            case .kernel:
+                if let k = kernel, k.unreadable == nil, let line = k.lines[t.uid] {
+                    u.usedBytes = line.usedKiB * 1024; u.usedInodes = line.usedInodes
+                    if line.hardInodes > 0 { u.limitInodes = line.hardInodes }
+                } else {
+                    u.unmeasured = kernel?.unreadable ?? "uid \(t.uid) has no quota on the web root's filesystem yet (desactl apply)"
+                }
+            case .none:
+                u.unmeasured = "quota.backend is none"
             }
             if let row = rows[t.code], row.desired == .present {
                 u.dbBytes = dbs.sizes[row.name] ?? 0

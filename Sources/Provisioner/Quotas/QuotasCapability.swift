@@ -17,6 +17,7 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
 
     public struct Observation: Sendable {
         var image: (dir: [String: FileStat], tenants: [String: ImageBackend.Seen])?
+        var kernel: KernelBackend.Seen?
         /// The tenants group's GID (nil until sysusers made it), and the directories to
         /// close with the permission wanted for it and the one they have (nil: no entry).
         var groupID: UInt32?
@@ -55,7 +56,11 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
         var o = Observation()
         guard d.config.quota.backend != .none else { return o }
-        if d.config.quota.backend == .image { o.image = ImageBackend.observe(d, host) }
+        switch d.config.quota.backend {
+        case .image: o.image = ImageBackend.observe(d, host)
+        case .kernel: o.kernel = KernelBackend.read(d.config)
+        case .none: break
+        }
         o.groupID = getgrnam(Users.tenantsGroup(prefix: d.config.userPrefix)).map { $0.pointee.gr_gid }
         let c = d.config
         // What tenants must still pass through: their homes, their logs, the database's socket.
@@ -91,6 +96,9 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
         let rows = d.state(of: Self.self)?.rows ?? [:]
         if let image = seen.image {
             ImageBackend.plan(d, image, quotas: { Self.quota($0, rows: rows, s) }, into: &out)
+        }
+        if let kernel = seen.kernel {
+            KernelBackend.plan(d, kernel, quotas: { Self.quota($0, rows: rows, s) }, into: &out)
         }
         // What a tenant's programs write in the server's world-writable places would count
         // against no quota: those places are closed to every tenant (an ACL entry with no
