@@ -63,6 +63,23 @@ struct ApplierTests {
         #expect(throws: Broken.self) { try applier(.system).apply(plan) }
     }
 
+    @Test("verifying 10,000 pools reads the socket table once, though one read takes longer than the cache lasts")
+    func socketTableReadOnce() throws {
+        let time = ManualTime()
+        let listening = Set((0..<10_000).map { "/run/php/p\($0).sock" })
+        // Each read of /proc/net/unix costs 0.2 s of the clock, four times the cache's 0.05 s.
+        let table = Processes.ListeningUnixSockets(maxAge: 0.05, time: time.source, reader: { time.advance(0.2); return listening })
+        DispatchQueue.concurrentPerform(iterations: 10_000) { i in #expect(table.contains("/run/php/p\(i).sock")) }
+        #expect(table.reads == 1)
+        // A socket not there yet is looked up again, but not more often than the cache lasts.
+        #expect(!table.contains("/run/php/new.sock"))
+        #expect(!table.contains("/run/php/new.sock"))
+        #expect(table.reads == 1)
+        time.advance(0.06)
+        #expect(!table.contains("/run/php/new.sock"))
+        #expect(table.reads == 2)
+    }
+
     @Test("verification waits on the injected clock: a tenant that never answers fails without real waiting")
     func verificationUsesTheClock() throws {
         let time = ManualTime()
