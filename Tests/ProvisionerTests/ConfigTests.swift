@@ -216,6 +216,15 @@ struct ConfigTests {
         #expect(good.ok, "\(good.message)")
         let effective = try Config.parse(good.stdout)
         #expect(effective.mode == .sandbox && effective.nginx.listen == "8080" && effective.nginx.sitesDir == "/etc/nginx/desa")
+        #expect(good.stdout.contains("#   files: not limited (quota.backend = \"none\")"), "\(good.stdout)")
+        #expect(good.stdout.contains("#   memory and CPU: not limited per tenant"))
+
+        // The kernel backend on a filesystem without usrquota (this machine's has none): said plainly.
+        try "mode = \"production\"\n[paths]\nweb_root = \"\(dir)/srv\"\n[quota]\nbackend = \"kernel\"\n".write(toFile: dir + "/kernel.toml", atomically: true, encoding: .utf8)
+        let kernel = try runner.run([Support.desactl, "config", "check", "--config", dir + "/kernel.toml"])
+        #expect(kernel.ok, "\(kernel.message)")
+        #expect(kernel.stdout.contains("files: NOT ENFORCED: ") && kernel.stdout.contains("is not mounted with usrquota"), "\(kernel.stdout)")
+        #expect(kernel.stdout.contains("processes: NOT ENFORCED by desa in production yet"))
 
         try "[nginx]\nsites_dri = \"/srv/x\"\n".write(toFile: dir + "/bad.toml", atomically: true, encoding: .utf8)
         let bad = try runner.run([Support.desactl, "--config", dir + "/bad.toml", "config", "check"])

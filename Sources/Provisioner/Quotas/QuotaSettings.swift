@@ -52,3 +52,43 @@ extension Config {
     /// Where the image backend keeps its images.
     public var quotaImageDir: String { quota.imageDir ?? stateDir + "/images" }
 }
+
+extension QuotaSettings {
+    /// What this server enforces of a tenant's share, for `desactl config check`: each line
+    /// one limit and how it is held (or that it is not), looked up on this machine.
+    public static func enforcement(_ c: Config) -> [String] {
+        let q = c.quota
+        var out: [String] = []
+        switch q.backend {
+        case .none:
+            out.append("files: not limited (quota.backend = \"none\"); databases: measured by desactl quota report only once a backend is chosen")
+        case .image:
+            let mount = KernelBackend.mountPoint(of: c.quotaImageDir, Mounts.table()) ?? "?"
+            out.append("files: an ext4 image per tenant in \(c.quotaImageDir) (on \(mount)), loop-mounted at its home; default \(q.default), \(q.inodesPerGiB) inodes per GiB")
+        case .kernel:
+            let table = Mounts.table()
+            if let mount = KernelBackend.mountPoint(of: c.webRoot, table) {
+                out.append(KernelBackend.quotasOn(mount)
+                    ? "files: user quotas on \(mount) (where \(c.webRoot) lies), usrquota on; default \(q.default), \(q.inodesPerGiB) inodes per GiB"
+                    : "files: NOT ENFORCED: \(mount) (where \(c.webRoot) lies) is not mounted with usrquota; every apply fails its tenants until it is (or use \"image\")")
+            } else {
+                out.append("files: NOT ENFORCED: no mount holds \(c.webRoot)")
+            }
+        }
+        if q.backend != .none {
+            out.append(c.mariadb.enabled
+                ? "databases: counted in the same quota from MariaDB's own figures; over it, writes revoked (the agent checks every \(q.checkInterval) s)"
+                : "databases: none (mariadb.enabled = false)")
+            out.append("shared writable places closed to tenants: \(q.closedDirs.isEmpty ? "none" : q.closedDirs.joined(separator: ", "))")
+        }
+        if q.backend == .none {
+            out.append("processes: not limited (quota.backend = \"none\")")
+        } else if c.mode == .sandbox {
+            out.append("processes: at most \(q.processes) per tenant (RLIMIT_NPROC of its PHP: the sandbox's php-fpm starts under prlimit)")
+        } else {
+            out.append("processes: NOT ENFORCED by desa in production yet: give php8.2-fpm.service LimitNPROC=\(q.processes) in a drop-in")
+        }
+        out.append("memory and CPU: not limited per tenant (each pool's memory_limit bounds one PHP request only)")
+        return out
+    }
+}

@@ -24,6 +24,8 @@ struct ConfigCommand: ParsableCommand {
             try CLI.run {
                 let c = try Config.load(path: Config.resolvedPath(config))
                 print("# \(c.path): valid; every key with its effective value")
+                print("# Each tenant's share, as this server holds it:")
+                for line in QuotaSettings.enforcement(c) { print("#   " + line) }
                 print(c.annotatedTOML(), terminator: "")
             }
         }
