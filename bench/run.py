@@ -12,6 +12,9 @@
                         agent's rounds as a service (timed by its STATUS= notes) and its peak
                         memory, and `desa-agent --once` as a new process, against a sequential
                         curl loop over the same tenants' HTTP only, same run.
+  bench/run.py quota    280 villages with the image backend (64 MiB each): the import with quotas
+                        against without, alternating; apply mounting all images again after a
+                        reboot-like unmount; quota report against du -s over the same homes.
   bench/run.py https [N]  HTTPS for the 280 villages against pebble (PEBBLE_VA_NOSLEEP=1), same
                         run: desa's `cert issue --all` (pebble rejecting 5% of nonces, then
                         again at 0%); certbot once per village, as the panels do (N: time only
@@ -569,6 +572,54 @@ def bench_https(sample=None):
           f"orders {desa['orders']} (target <= 3) instead of {per['orders']}")
     save("https", res)
 
+def bench_quota(rounds=3):
+    """Quotas on 280 villages (the image backend, 64 MiB each): the import with quotas against
+    without, alternating, `rounds` times; every image mounted again by `apply` after all were
+    unmounted (a reboot); `quota report` against `du -s` over the same homes, same run."""
+    n = sum(1 for _ in open(BANDUNG)) - 1
+    on_s, off_s, remount_s, report_s, du_s = [], [], [], [], []
+    for _ in range(rounds):
+        off = Sandbox("quota-off", 18487, "bqf", 780000)
+        try:
+            off_s.append(off.desactl("tenant", "import", BANDUNG, "--json")[0])
+        finally:
+            off.destroy()
+        on = Sandbox("quota-on", 18488, "bqn", 800000, init_args=("--quota-backend", "image", "--quota", "64MiB"))
+        try:
+            on_s.append(on.desactl("tenant", "import", BANDUNG, "--json")[0])
+            srv = on.dir + "/srv"
+            homes = sorted(srv + "/" + h for h in os.listdir(srv))
+            report = json.loads(on.desactl("quota", "report", "--json")[2])
+            rows = report if isinstance(report, list) else report.get("tenants", [])
+            assert len(rows) == n, f"quota report has {len(rows)} rows, not {n}"
+            report_s.append(timed([DESACTL, "quota", "report", "--json"], on.env, n=9)["median_s"])
+            du_s.append(timed(["du", "-s"] + homes, n=3)["median_s"])
+            # A reboot: every image unmounted; apply mounts them all again.
+            for h in homes:
+                subprocess.run(["umount", h], capture_output=True)
+            mounted = sum(1 for line in open("/proc/self/mounts") if line.split()[1].startswith(srv + "/"))
+            assert mounted == 0, f"{mounted} images still mounted"
+            remount_s.append(on.desactl("apply", "--json")[0])
+            mounted = sum(1 for line in open("/proc/self/mounts") if line.split()[1].startswith(srv + "/"))
+            assert mounted == n, f"apply mounted {mounted} of {n} images"
+        finally:
+            on.destroy()
+    med = statistics.median
+    res = {
+        "villages": n, "quota": "64MiB", "backend": "image", "rounds": rounds,
+        "import_quotas_on_s": [round(x, 3) for x in on_s], "import_quotas_off_s": [round(x, 3) for x in off_s],
+        "import_on_vs_off": round(med(on_s) / med(off_s), 2),
+        "apply_remounting_all_s": [round(x, 3) for x in remount_s],
+        "quota_report_median_s": [round(x, 4) for x in report_s], "du_s_median_s": [round(x, 4) for x in du_s],
+        "report_vs_du_speedup": round(med(du_s) / med(report_s), 1),
+        "targets": {"import_on_vs_off_under": 2.0, "report_s_under": 0.2, "report_vs_du_at_least": 20},
+    }
+    print(f"import of {n} villages: quotas on {med(on_s):.2f} s, off {med(off_s):.2f} s ({res['import_on_vs_off']}x; target < 2x)")
+    print(f"apply after every image was unmounted: {med(remount_s):.2f} s to mount all {n} again")
+    print(f"quota report: median {med(report_s) * 1000:.0f} ms; du -s over the same homes: {med(du_s) * 1000:.0f} ms "
+          f"({res['report_vs_du_speedup']}x; target >= 20x and < 200 ms)")
+    save("quota", res)
+
 
 if __name__ == "__main__":
     if os.geteuid() != 0:
@@ -582,5 +633,7 @@ if __name__ == "__main__":
         bench_scale(int(sys.argv[2]) if len(sys.argv) > 2 and which == "scale" else 10000)
     if which in ("health", "all"):
         bench_health(int(sys.argv[2]) if len(sys.argv) > 2 and which == "health" else 5000)
+    if which in ("quota", "all"):
+        bench_quota()
     if which in ("https", "all"):
         bench_https(int(sys.argv[2]) if len(sys.argv) > 2 and which == "https" else None)
