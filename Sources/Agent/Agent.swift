@@ -44,6 +44,8 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // As desactl: the modes desa sets, not the caller's umask (see Desactl.main).
+        umask(0o022)
         ProcessMemory.tuneForSweeps()
         let path = Config.resolvedPath(config)
         var logger = Logger(label: "desa-agent") { _ in StderrLogHandler(program: "desa-agent") }

@@ -19,6 +19,10 @@ struct Desactl: ParsableCommand {
     /// `desactl --config PATH <command> ...`: a --config before the command names applies
     /// to every command, so it is handed down through DESA_CONFIG.
     static func main() {
+        // What desa makes has the modes it sets, whatever the operator's umask (under 077 an
+        // installed site's files came out 0600 and every page was 403); it reaches every
+        // program desa starts too. Secrets are made 0600 explicitly.
+        umask(0o022)
         var args = Array(CommandLine.arguments.dropFirst())
         var i = 0
         while i < args.count, args[i].hasPrefix("-") {

@@ -226,7 +226,7 @@ struct DatabaseTests {
         #expect(throws: DesaError.self) { try Config.parse(text, source: "hostile.toml") }
     }
 
-    @Test("a tenant that swaps its .my.cnf for a link to /etc/shadow: desa replaces the link, writes nothing through it, reveals nothing from it")
+    @Test("a tenant that swaps its .my.cnf for a link to a root-only secret: desa replaces the link, writes nothing through it, reveals nothing from it")
     func hostileCredentialsLink() throws {
         let h = try SandboxHarness("dblink", mariadb: true)
         defer { h.destroy() }
@@ -234,20 +234,27 @@ struct DatabaseTests {
         let t = try #require(try databasesByTenant(h).first)
         let user = h.prefix + t.code.filter(\.isNumber)
         let home = h.dir + "/srv/\(t.slug)"
-        let shadow = try #require(FileManager.default.contents(atPath: "/etc/shadow"))
+        // A file of this test's own, root's and 0600 like /etc/shadow (which changes whenever
+        // anyone on the machine adds or removes a user, so it cannot be compared whole).
+        let secret = h.dir + "-canary"
+        let canary = "root:$y$canary-\(getpid()):19000:0:99999:7:::\n"
+        try canary.write(toFile: secret, atomically: false, encoding: .utf8)
+        chmod(secret, 0o600)
+        defer { unlink(secret) }
         // The tenant, as itself, replaces its credentials file and plants the staged name too.
         for name in [".my.cnf", ".my.cnf.desa-rotating"] {
-            let r = try h.runner.run(["/usr/sbin/runuser", "-u", user, "--", "/bin/ln", "-sfn", "/etc/shadow", home + "/" + name])
+            let r = try h.runner.run(["/usr/sbin/runuser", "-u", user, "--", "/bin/ln", "-sfn", secret, home + "/" + name])
             try #require(r.ok, "\(r.message)")
         }
         let reveal = try h.desactl("db", "show", t.slug, "--reveal")
-        #expect(!reveal.ok && !reveal.stdout.contains("root:"), "db show --reveal read through the link: \(reveal.stdout)")
+        #expect(!reveal.ok && !reveal.stdout.contains("$y$") && !reveal.stderr.contains("$y$"), "db show --reveal read through the link: \(reveal.stdout)")
         let plan = try h.desactl("plan")
         #expect(plan.stdout.contains("reset-db-password"), "\(plan.stdout)")
         let rotated = try h.desactl("db", "rotate-password", t.slug)
         #expect(rotated.ok, "\(rotated.stdout) \(rotated.stderr)")
-        #expect(FileManager.default.contents(atPath: "/etc/shadow") == shadow, "/etc/shadow changed")
+        #expect(AtomicFiles.read(secret) == canary, "the file the link named changed")
         var st = stat()
+        #expect(stat(secret, &st) == 0 && st.st_uid == 0 && st.st_mode & 0o777 == 0o600, "the file the link named changed owner or mode")
         #expect(lstat(home + "/.my.cnf", &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && st.st_mode & 0o777 == 0o600,
                 "the link is still there, or the new file is not 0600")
         #expect(lstat(home + "/.my.cnf.desa-rotating", &st) != 0, "the staged name is left behind")

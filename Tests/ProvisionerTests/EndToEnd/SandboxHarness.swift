@@ -7,7 +7,7 @@ import Testing
 /// range, driven through the real `desactl` binary. `destroy()` removes it all.
 final class SandboxHarness: @unchecked Sendable {
     let dir: String
-    let port: Int
+    private(set) var port: Int
     let prefix: String
     /// The first UID of the sandbox's range (a multiple of 1000).
     let uidBase: Int
@@ -27,29 +27,38 @@ final class SandboxHarness: @unchecked Sendable {
         dir = "/var/tmp/desa-e2e-\(name)-\(tag)"
         prefix = "de" + String((0..<5).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
         self.pebble = pebble
-        let given = pebble.map { [$0.httpsPort] + Array($0.port...($0.port + 3)) } ?? []
-        var p = Self.freePort()
-        while given.contains(p) { p = Self.freePort() }
-        port = p
         uidBase = 400_000 + Int.random(in: 0..<500) * 1000
-        var extra: [String] = []
-        if mariadb {
+        port = 0
+        // A port chosen free can be taken by another process on this shared machine before
+        // the sandbox binds it: desactl then refuses it ("in use"), and the sandbox is made
+        // again on other ports. Any other failure fails the test.
+        for attempt in 1...4 {
+            let given = pebble.map { [$0.httpsPort] + Array($0.port...($0.port + 3)) } ?? []
             var p = Self.freePort()
-            while p == port || given.contains(p) { p = Self.freePort() }
-            mariadbPort = p
-            extra = ["--with-mariadb", "--mariadb-port", "\(p)"]
+            while given.contains(p) { p = Self.freePort() }
+            port = p
+            var extra: [String] = []
+            if mariadb {
+                var p = Self.freePort()
+                while p == port || given.contains(p) { p = Self.freePort() }
+                mariadbPort = p
+                extra = ["--with-mariadb", "--mariadb-port", "\(p)"]
+            }
+            if let pebble {
+                extra += ["--with-pebble", "--pebble-port", "\(pebble.port)", "--https-port", "\(pebble.httpsPort)"]
+            }
+            let r = try runner.run(Self.asOperator + [Support.desactl, "sandbox", "init", dir, "--http-port", "\(port)", "--regency", regency,
+                                    "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"] + extra + initArgs)
+            if !r.ok && r.message.contains("in use") && attempt < 4 { try? FileManager.default.removeItem(atPath: dir); continue }
+            try #require(r.ok, "sandbox init failed: \(r.message)")
+            guard start else { return }
+            let s = try desactl("sandbox", "start")
+            // A sandbox that did not start is not left running for the next test to trip over.
+            if !s.ok { destroy() }
+            if !s.ok && s.message.contains("in use") && attempt < 4 { continue }
+            try #require(s.ok, "sandbox start failed: \(s.message)")
+            return
         }
-        if let pebble {
-            extra += ["--with-pebble", "--pebble-port", "\(pebble.port)", "--https-port", "\(pebble.httpsPort)"]
-        }
-        let r = try runner.run([Support.desactl, "sandbox", "init", dir, "--http-port", "\(port)", "--regency", regency,
-                                "--domain", domain, "--user-prefix", prefix, "--uid-min", "\(uidBase)", "--uid-max", "\(uidBase + 999)"] + extra + initArgs)
-        try #require(r.ok, "sandbox init failed: \(r.message)")
-        guard start else { return }
-        let s = try desactl("sandbox", "start")
-        // A sandbox that did not start is not left running for the next test to trip over.
-        if !s.ok { destroy() }
-        try #require(s.ok, "sandbox start failed: \(s.message)")
     }
 
     /// A port nothing listens on, never the same twice in this test process (suites run in
@@ -70,13 +79,19 @@ final class SandboxHarness: @unchecked Sendable {
     func desactl(_ args: String...) throws -> ProcessResult { try desactl(args) }
 
     func desactl(_ args: [String]) throws -> ProcessResult {
-        try runner.run([Support.desactl, "--config", configPath] + args)
+        try runner.run(Self.asOperator + [Support.desactl, "--config", configPath] + args)
     }
 
     /// Subcommand-first form, since global flags live on the leaf commands.
     func run(_ args: String...) throws -> ProcessResult {
-        try runner.run([Support.desactl] + args + ["--config", configPath])
+        try runner.run(Self.asOperator + [Support.desactl] + args + ["--config", configPath])
     }
+
+    /// Every desactl of the end-to-end tests runs under a strict operator's umask, 077: what
+    /// desa makes must have the modes it sets, not the caller's (under 077 an installed
+    /// OpenSID's files came out 0600 and every page was 403). bash only sets the umask and
+    /// execs: the arguments are its positional parameters, never parsed as shell text.
+    static let asOperator = ["/bin/bash", "-c", "umask 077 && exec \"$@\"", "desactl-umask-077"]
 
     func get(_ host: String, _ path: String = "/") throws -> HTTPProbe.Response {
         try HTTPProbe(address: ProbeAddress("127.0.0.1:\(port)")!, timeout: 5).get(host: host, path: path)
@@ -86,7 +101,7 @@ final class SandboxHarness: @unchecked Sendable {
 
     /// `desactl` with its clock at `now` (DESA_TEST_NOW, a debug-build hook).
     func desactl(now: Date, _ args: String...) throws -> ProcessResult {
-        try runner.run(["/usr/bin/env", "DESA_TEST_NOW=" + Timestamp.format(now), Support.desactl, "--config", configPath] + args)
+        try runner.run(Self.asOperator + ["/usr/bin/env", "DESA_TEST_NOW=" + Timestamp.format(now), Support.desactl, "--config", configPath] + args)
     }
 
     /// Rewrites these keys of the sandbox's `[tls]` section in its file, leaving the rest
