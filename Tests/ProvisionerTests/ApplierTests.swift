@@ -57,6 +57,32 @@ struct ApplierTests {
         #expect(r.outcomes["B"] == .init(status: .active, reason: nil))
     }
 
+    @Test("mounts run several tenants at once, each tenant's steps in order, and a failed step ends only its tenant's later ones")
+    func mountsByTenant() throws {
+        Record.ran.withLock { $0 = [] }
+        let tenants = (0..<40).map { "T\($0)" }
+        var steps = [Step(nil, "server", .mounts, .custom(Record(name: "server")))]
+        for t in tenants {
+            steps.append(Step(t, "make", .mounts, .custom(Record(name: t + "-make", throwing: t == "T7"))))
+            steps.append(Step(t, "mount", .mounts, .custom(Record(name: t + "-mount"))))
+            steps.append(Step(t, "dirs", .directories, .custom(Record(name: t + "-dirs"))))
+        }
+        let r = try applier(.system).apply(Plan(steps: steps))
+        let ran = Record.ran.withLock { $0 }
+        #expect(ran.first == "server")
+        #expect(ran.count == 1 + 39 * 3)
+        for t in tenants where t != "T7" {
+            let at = [t + "-make", t + "-mount", t + "-dirs"].map { ran.firstIndex(of: $0) ?? -1 }
+            #expect(at[0] >= 0 && at[0] < at[1] && at[1] < at[2], "\(t): \(at)")
+            #expect(r.outcomes[t] == nil)
+        }
+        #expect(!ran.contains { $0.hasPrefix("T7-") })
+        // Every tenant's mounts before any tenant's directories: the phases still hold.
+        let lastMount = ran.lastIndex { $0.hasSuffix("-mount") }!, firstDirs = ran.firstIndex { $0.hasSuffix("-dirs") }!
+        #expect(lastMount < firstDirs)
+        #expect(r.failures.map(\.code) == ["T7"])
+    }
+
     @Test("an error in a server step fails the command")
     func serverStepFailsCommand() throws {
         let plan = Plan(steps: [Step(nil, "breaks", .directories, .custom(Record(name: "server", throwing: true)))])

@@ -46,6 +46,23 @@ public enum Mounts {
         return AtomicFiles.read("/sys/block/\(name)/loop/backing_file")?.trimmingCharacters(in: .newlines)
     }
 
+    /// The loop device (`loop3`) whose filesystem is mounted at `path`, when `path` is the
+    /// root of a mount (its device differs from its parent's) and that device is a loop.
+    public static func loopDevice(mountedAt path: String) -> String? {
+        var st = stat(), up = stat()
+        guard lstat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR,
+              lstat((path as NSString).deletingLastPathComponent, &up) == 0, st.st_dev != up.st_dev else { return nil }
+        let dev = UInt64(st.st_dev)
+        // Linux's encoding of a device number (glibc's gnu_dev_major/minor).
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~UInt64(0xfff))
+        let minor = (dev & 0xff) | ((dev >> 12) & ~UInt64(0xff))
+        let sys = "/sys/dev/block/\(major):\(minor)"
+        guard access(sys + "/loop", F_OK) == 0,
+              let target = try? FileManager.default.destinationOfSymbolicLink(atPath: sys) else { return nil }
+        let name = (target as NSString).lastPathComponent
+        return name.hasPrefix("loop") ? name : nil
+    }
+
     /// A filesystem's counters (`statvfs`): what the tenant's quota report reads, never a walk of its files.
     public struct Usage: Sendable, Equatable {
         /// Bytes in use, and the most an unprivileged user may have (in use plus available to it).
