@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,6 +28,11 @@ enum ImageBackend {
         var homeHasFiles: Bool
         var usage: Mounts.Usage?
     }
+
+    /// How an image is mounted: by its unit at boot (mount(8)'s options), and by apply
+    /// (mount(2)'s flags and data), the same either way.
+    static let mountOptions = "loop,nodev,nosuid,noatime,noinit_itable"
+    static let mountFlags = UInt(MS_NODEV) | UInt(MS_NOSUID) | UInt(MS_NOATIME)
 
     static func imagePath(_ t: Tenant, _ c: Config) -> String { c.quotaImageDir + "/" + t.code.filter(\.isNumber) + ".img" }
 
@@ -77,7 +83,7 @@ enum ImageBackend {
                 out.steps.append(.fail(t.code, "\(home) is a mount of \(foreign), not of its quota image \(image); unmount it, then desactl apply"))
                 continue
             }
-            let make = MakeImage(image: image, imageDir: dir, bytes: imageBytes(for: q.bytes), inodes: q.inodes)
+            let make = MakeImage(image: image, imageDir: dir, bytes: imageBytes(for: q.bytes), inodes: q.inodes, quota: q.bytes)
             let mount = MountImage(image: image, home: home, uid: t.uid, gid: d.webGID, limit: q.bytes)
             guard let size = s.imageBytes else {
                 if s.homeHasFiles {
@@ -121,7 +127,36 @@ struct MakeImage: CustomEffect {
     var imageDir: String
     var bytes: Int64
     var inodes: Int
+    var quota: Int64
     var subject: String { "\(image) (\(ByteSize.readable(bytes / 2)) of \(ByteSize.readable(bytes)), \(inodes) inodes)" }
+
+    /// The blocks mke2fs's layout takes for itself (its superblock's `s_overhead_clusters`),
+    /// by image size and inodes: the same for every image of one geometry, so once one is
+    /// made, the next is made with its tenant's exact reserve and needs no tune2fs after
+    /// the mount (`SetImageLimit` still checks, and sets it when the guess was wrong).
+    static let overheads = Mutex<[String: Int64]>([:])
+
+    /// mke2fs's `-m`: half, or the percentage that makes exactly the reserve that leaves
+    /// the tenant its quota, as the kernel counts (what `SetImageLimit` sets).
+    func reservedPercent() -> String {
+        let blocks = bytes / 4096
+        guard let overhead = Self.overheads.withLock({ $0["\(bytes)/\(inodes)"] }) else { return "50" }
+        let reserve = blocks - overhead - quota / 4096 - SetImageLimit.kernelReserve(blocks: blocks)
+        guard reserve >= 0, 2 * reserve < blocks else { return "50" }
+        // mke2fs truncates percent × blocks / 100: half a block over lands on `reserve`.
+        return String(format: "%.9f", (Double(reserve) + 0.5) * 100 / Double(blocks))
+    }
+
+    /// `s_overhead_clusters` of the filesystem in an image (4 KiB blocks), nil when unset.
+    static func overhead(of image: String) -> Int64? {
+        let fd = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var sb = [UInt8](repeating: 0, count: 1024)
+        guard pread(fd, &sb, 1024, 1024) == 1024, sb[0x38] == 0x53, sb[0x39] == 0xEF else { return nil }  // s_magic
+        let v = Int64(sb[0x248]) | Int64(sb[0x249]) << 8 | Int64(sb[0x24A]) << 16 | Int64(sb[0x24B]) << 24
+        return v > 0 ? v : nil
+    }
 
     func run(_ context: ApplyContext) throws {
         let parent = (imageDir as NSString).deletingLastPathComponent, name = (imageDir as NSString).lastPathComponent
@@ -133,12 +168,13 @@ struct MakeImage: CustomEffect {
         close(fd)
         do {
             guard sized else { throw DesaError.system("cannot size \(image) to \(bytes) bytes: \(why)") }
-            // Half the blocks only root may use (`-m 50`, the most mke2fs allows): the
-            // tenant never has more than its quota, even before the mount sets it exactly.
+            // The blocks only root may use: at most half (the most mke2fs allows), so the
+            // tenant never has more than its quota, even before the mount checks it.
             // The journal is not zeroed (`lazy_journal_init`): the new file is a hole, which
             // reads as zeros already (4 MiB less written per tenant).
-            try Quota.run(context, ["/sbin/mkfs.ext4", "-q", "-F", "-b", "4096", "-m", "50", "-N", "\(inodes)", "-J", "size=4",
+            try Quota.run(context, ["/sbin/mkfs.ext4", "-q", "-F", "-b", "4096", "-m", reservedPercent(), "-N", "\(inodes)", "-J", "size=4",
                                     "-E", "nodiscard,lazy_journal_init=1", "-L", "desa-quota", image], "making the filesystem of \(image)")
+            if let o = Self.overhead(of: image) { Self.overheads.withLock { $0["\(bytes)/\(inodes)"] = o } }
         } catch {
             unlink(image)
             throw error
@@ -163,7 +199,7 @@ struct MountImage: CustomEffect {
         let slug = (home as NSString).lastPathComponent
         if web.stat(slug) == nil { try web.ensureDir(slug, uid: 0, gid: 0, mode: 0o700) }
         guard web.stat(slug)?.isDirectory == true else { throw DesaError.system("\(home) is not a directory to mount the image at") }
-        try Quota.run(context, ["/bin/mount", "-t", "ext4", "-o", "loop,nodev,nosuid,noatime,noinit_itable", image, home], "mounting \(image) at \(home)")
+        _ = try Mounts.mountLoop(image, at: home, fsType: "ext4", flags: ImageBackend.mountFlags, data: "noinit_itable")
         try DirHandle.openHome(home).ensureOwnership(uid: uid, gid: gid, mode: 0o750)
         try SetImageLimit(home: home, bytes: limit).run(context)
     }
@@ -175,6 +211,11 @@ struct SetImageLimit: CustomEffect {
     var home: String
     var bytes: Int64
     var subject: String { "\(home): \(ByteSize.readable(bytes))" }
+
+    /// The clusters ext4 keeps back from everyone for itself (Linux's
+    /// `ext4_calculate_resv_clusters`: 2% of the blocks, at most 4096); read from sysfs
+    /// once mounted, this is the guess before.
+    static func kernelReserve(blocks: Int64) -> Int64 { min(blocks / 50, 4096) }
 
     func run(_ context: ApplyContext) throws {
         // The loop device the home's filesystem lives on, from the home's own device
@@ -188,6 +229,8 @@ struct SetImageLimit: CustomEffect {
         let own = Int64(AtomicFiles.read("/sys/fs/ext4/\(device)/reserved_clusters")?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0
         let reserve = u.totalBlocks - bytes / u.blockSize - own
         guard reserve >= 0 else { throw DesaError.system("the image at \(home) holds \(ByteSize.readable(u.totalBlocks * u.blockSize)), less than \(ByteSize.readable(bytes))") }
+        // Made with this reserve already (`MakeImage`), or set before.
+        if u.reservedBlocks - own == reserve { return }
         // The mounted device, not the image file: the kernel reads its superblock from there.
         try Quota.run(context, ["/sbin/tune2fs", "-r", "\(reserve)", "/dev/" + device], "setting the quota of \(home)")
     }

@@ -18,6 +18,8 @@ public struct QuotaSettings: ConfigSection {
     public var processes = 100
     @Setting("image_dir", "where the image backend keeps the images, one per tenant; \"\": state_dir/images", .path)
     public var imageDir: String? = nil
+    @Setting("unit_dir", "where production writes the image backend's mount units, which mount every image at boot (a sandbox has none: apply mounts them)", .path)
+    public var unitDir = "/etc/systemd/system"
     @Setting("check_interval", "seconds between the agent's quota checks (usage measured; a database over its quota closed to writes)")
     public var checkInterval = 300
     @Setting("warning_percent", "a tenant using more of its quota than this is degraded (down at 100)")

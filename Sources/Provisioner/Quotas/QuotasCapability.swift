@@ -17,6 +17,8 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
 
     public struct Observation: Sendable {
         var image: (dir: [String: FileStat], tenants: [String: ImageBackend.Seen])?
+        /// Production's mount units and drop-ins (nil in a sandbox, or without images).
+        var units: [String: SeenFile]?
         var kernel: KernelBackend.Seen?
         /// The tenants group's GID (nil until sysusers made it), and the directories to
         /// close with the permission wanted for it and the one they have (nil: no entry).
@@ -57,7 +59,9 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
         var o = Observation()
         guard d.config.quota.backend != .none else { return o }
         switch d.config.quota.backend {
-        case .image: o.image = ImageBackend.observe(d, host)
+        case .image:
+            o.image = ImageBackend.observe(d, host)
+            if d.config.mode == .production { o.units = MountUnits.observe(d.config) }
         case .kernel: o.kernel = KernelBackend.read(d.config)
         case .none: break
         }
@@ -97,6 +101,7 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
         if let image = seen.image {
             ImageBackend.plan(d, image, quotas: { Self.quota($0, rows: rows, s) }, into: &out)
         }
+        if let units = seen.units { MountUnits.plan(d, units, into: &out) }
         if let kernel = seen.kernel {
             KernelBackend.plan(d, kernel, quotas: { Self.quota($0, rows: rows, s) }, into: &out)
         }

@@ -63,6 +63,57 @@ public enum Mounts {
         return name.hasPrefix("loop") ? name : nil
     }
 
+    /// One process's loop devices are taken one at a time: LOOP_CTL_GET_FREE names the
+    /// same free device to every thread that asks before one of them configures it.
+    private static let loopLock = NSLock()
+
+    /// Mounts the filesystem in `image` at `path` through a loop device of its own, in this
+    /// process (LOOP_CTL_GET_FREE, LOOP_CONFIGURE, mount(2)): mount(8) costs a process and a
+    /// look at every loop device in use, 9 ms a tenant at 280. The device clears itself when
+    /// the filesystem is unmounted (`LO_FLAGS_AUTOCLEAR`), as mount(8)'s `loop` option does.
+    /// Returns the device (`/dev/loop12`).
+    public static func mountLoop(_ image: String, at path: String, fsType: String, flags: UInt, data: String) throws -> String {
+        let backing = open(image, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        guard backing >= 0 else { throw DesaError.system("cannot open \(image): \(errnoText())") }
+        defer { close(backing) }
+        let control = open("/dev/loop-control", O_RDWR | O_CLOEXEC)
+        guard control >= 0 else { throw DesaError.system("cannot open /dev/loop-control: \(errnoText())") }
+        defer { close(control) }
+        // struct loop_config: fd, block_size, struct loop_info64 (lo_flags at 52,
+        // lo_file_name[64] at 56), 8 reserved words: 304 bytes.
+        var config = [UInt8](repeating: 0, count: 304)
+        withUnsafeBytes(of: UInt32(backing).littleEndian) { config.replaceSubrange(0..<4, with: $0) }
+        withUnsafeBytes(of: UInt32(4).littleEndian) { config.replaceSubrange(60..<64, with: $0) }  // LO_FLAGS_AUTOCLEAR
+        let name = Array(image.utf8.prefix(63))
+        config.replaceSubrange(64..<(64 + name.count), with: name)
+        var device = "", loop: Int32 = -1, lastError = "", busy = false
+        for _ in 0..<20 {
+            let configured: Bool = loopLock.withLock {
+                let n = ioctl(control, 0x4C82)  // LOOP_CTL_GET_FREE
+                guard n >= 0 else { lastError = "no free loop device: \(errnoText())"; return false }
+                device = "/dev/loop\(n)"
+                loop = open(device, O_RDWR | O_CLOEXEC)
+                guard loop >= 0 else { lastError = "cannot open \(device): \(errnoText())"; return false }
+                let rc = config.withUnsafeMutableBytes { ioctl(loop, 0x4C0A, $0.baseAddress!) }  // LOOP_CONFIGURE
+                if rc == 0 { return true }
+                busy = errno == EBUSY
+                lastError = "cannot attach \(image) to \(device): \(errnoText())"
+                close(loop); loop = -1
+                return false
+            }
+            if configured { break }
+            // Another process took the device between asking and configuring.
+            if !busy { break }
+        }
+        guard loop >= 0 else { throw DesaError.system(lastError) }
+        // The mount holds the device; closing ours lets AUTOCLEAR free it at unmount.
+        defer { close(loop) }
+        guard mount(device, path, fsType, flags, data) == 0 else {
+            throw DesaError.system("cannot mount \(image) (\(device)) at \(path): \(errnoText())")
+        }
+        return device
+    }
+
     /// A filesystem's counters (`statvfs`): what the tenant's quota report reads, never a walk of its files.
     public struct Usage: Sendable, Equatable {
         /// Bytes in use, and the most an unprivileged user may have (in use plus available to it).
