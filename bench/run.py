@@ -12,9 +12,14 @@
                         agent's rounds as a service (timed by its STATUS= notes) and its peak
                         memory, and `desa-agent --once` as a new process, against a sequential
                         curl loop over the same tenants' HTTP only, same run.
-  bench/run.py quota    280 villages with the image backend (64 MiB each): the import with quotas
+  bench/run.py quota    280 villages with the image backend (256 MiB each): the import with quotas
                         against without, alternating; apply mounting all images again after a
-                        reboot-like unmount; quota report against du -s over the same homes.
+                        reboot-like unmount; quota report against du -s over the same homes, each
+                        holding OpenSID's tree of files.
+  bench/run.py masters [N]  what N (280) tenants' PHP costs idle as one php-fpm master with N
+                        pools against N masters with one pool each (what a systemd unit per
+                        tenant, for its own memory and CPU limits, would need): memory (PSS of
+                        every process), start time, and one request's answer through each.
   bench/run.py https [N]  HTTPS for the 280 villages against pebble (PEBBLE_VA_NOSLEEP=1), same
                         run: desa's `cert issue --all` (pebble rejecting 5% of nonces, then
                         again at 0%); certbot once per village, as the panels do (N: time only
@@ -665,6 +670,102 @@ def bench_quota(rounds=4):
     save("quota", res)
 
 
+def pss_kb(pids):
+    """Proportional set size of these processes, summed: shared pages counted once overall."""
+    total = 0
+    for pid in pids:
+        try:
+            for line in open(f"/proc/{pid}/smaps_rollup"):
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def fpm_tree(master):
+    """The master and its children (the workers it started)."""
+    out = [master]
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) == master:
+                    out.append(int(pid))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def bench_masters(n=280):
+    """n idle tenants' PHP: one php-fpm master with n ondemand pools, against n masters of one
+    pool each, same run. Both run in the foreground as children of this script, which ends
+    exactly the processes it started."""
+    fpm = "/usr/sbin/php-fpm8.2"
+    base = "/var/tmp/desa-bench-masters"
+    shutil.rmtree(base, ignore_errors=True)
+    os.makedirs(base + "/sock")
+
+    def pool(i):
+        return (f"[t{i}]\nuser = nobody\ngroup = nogroup\nlisten = {base}/sock/t{i}.sock\n"
+                "listen.owner = nobody\nlisten.group = nogroup\nlisten.mode = 0660\n"
+                "pm = ondemand\npm.max_children = 5\npm.process_idle_timeout = 20s\n")
+
+    def conf(name, pools):
+        path = f"{base}/{name}.conf"
+        with open(path, "w") as f:
+            f.write(f"[global]\npid = {base}/{name}.pid\nerror_log = {base}/{name}.log\ndaemonize = no\n"
+                    + "".join(pool(i) for i in pools))
+        return path
+
+    def start(paths):
+        t = time.perf_counter()
+        procs = [subprocess.Popen([fpm, "--nodaemonize", "--fpm-config", p, "-c", "/etc/php/8.2/fpm/php.ini"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in paths]
+        sockets = [f"{base}/sock/t{i}.sock" for i in range(n)]
+        deadline = time.time() + 120
+        while time.time() < deadline and not all(os.path.exists(x) for x in sockets):
+            time.sleep(0.02)
+        ready = time.perf_counter() - t
+        assert all(os.path.exists(x) for x in sockets), "not every pool's socket appeared"
+        time.sleep(2)  # settle
+        return procs, ready
+
+    def stop(procs):
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+        for x in os.listdir(base + "/sock"):
+            os.unlink(base + "/sock/" + x)
+
+    def ping(i):
+        # One FastCGI request to the pool's ping path is not configured; a connect that is
+        # accepted proves the pool listens (ondemand starts a worker for it).
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(f"{base}/sock/t{i}.sock")
+        s.close()
+
+    res = {"tenants": n, "php": fpm}
+    procs, ready = start([conf("shared", range(n))])
+    tree = [x for p in procs for x in fpm_tree(p.pid)]
+    res["one_master"] = {"processes": len(tree), "pss_mb": round(pss_kb(tree) / 1024, 1), "ready_s": round(ready, 2)}
+    ping(0)
+    stop(procs)
+    procs, ready = start([conf(f"t{i}", [i]) for i in range(n)])
+    tree = [x for p in procs for x in fpm_tree(p.pid)]
+    res["master_per_tenant"] = {"processes": len(tree), "pss_mb": round(pss_kb(tree) / 1024, 1), "ready_s": round(ready, 2)}
+    ping(0)
+    stop(procs)
+    shutil.rmtree(base, ignore_errors=True)
+    one, each = res["one_master"], res["master_per_tenant"]
+    res["extra_mb_per_tenant"] = round((each["pss_mb"] - one["pss_mb"]) / n, 2)
+    res["memory_ratio"] = round(each["pss_mb"] / one["pss_mb"], 1)
+    print(f"{n} idle tenants' PHP: one master {one['pss_mb']} MB PSS ({one['processes']} processes, ready in {one['ready_s']} s); "
+          f"a master each {each['pss_mb']} MB ({each['processes']} processes, ready in {each['ready_s']} s): "
+          f"{res['memory_ratio']}x, {res['extra_mb_per_tenant']} MB more a tenant")
+    save("masters", res)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmarks create tenant users")
@@ -679,5 +780,7 @@ if __name__ == "__main__":
         bench_health(int(sys.argv[2]) if len(sys.argv) > 2 and which == "health" else 5000)
     if which in ("quota", "all"):
         bench_quota()
+    if which in ("masters", "all"):
+        bench_masters(int(sys.argv[2]) if len(sys.argv) > 2 and which == "masters" else 280)
     if which in ("https", "all"):
         bench_https(int(sys.argv[2]) if len(sys.argv) > 2 and which == "https" else None)

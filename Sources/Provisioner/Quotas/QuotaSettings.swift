@@ -88,7 +88,8 @@ extension QuotaSettings {
         } else if c.mode == .sandbox {
             out.append("processes: at most \(q.processes) per tenant (RLIMIT_NPROC of its PHP: the sandbox's php-fpm starts under prlimit)")
         } else {
-            out.append("processes: NOT ENFORCED by desa in production yet: give php8.2-fpm.service LimitNPROC=\(q.processes) in a drop-in")
+            let services = Set(c.php.versions.values.map(\.service)).filter { !$0.isEmpty }.sorted().map(ProcessLimit.unitName)
+            out.append("processes: at most \(q.processes) per tenant (LimitNPROC= of \(services.joined(separator: ", ")), in desa's drop-in desa-processes.conf beside each; its workers inherit it)")
         }
         out.append("memory and CPU: not limited per tenant (each pool's memory_limit bounds one PHP request only)")
         return out

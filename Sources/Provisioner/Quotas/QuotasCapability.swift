@@ -19,6 +19,8 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
         var image: (dir: [String: FileStat], tenants: [String: ImageBackend.Seen])?
         /// Production's mount units and drop-ins (nil in a sandbox, or without images).
         var units: [String: SeenFile]?
+        /// Production's php-fpm services whose process limit is not yet as configured.
+        var processLimits: [SetProcessLimit] = []
         var kernel: KernelBackend.Seen?
         /// The tenants group's GID (nil until sysusers made it), and the directories to
         /// close with the permission wanted for it and the one they have (nil: no entry).
@@ -65,6 +67,7 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
         case .kernel: o.kernel = KernelBackend.read(d.config)
         case .none: break
         }
+        o.processLimits = ProcessLimit.pending(d.config, read: host.read)
         o.groupID = getgrnam(Users.tenantsGroup(prefix: d.config.userPrefix)).map { $0.pointee.gr_gid }
         let c = d.config
         // What tenants must still pass through: their homes, their logs, the database's socket.
@@ -102,6 +105,7 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
             ImageBackend.plan(d, image, quotas: { Self.quota($0, rows: rows, s) }, into: &out)
         }
         if let units = seen.units { MountUnits.plan(d, units, into: &out) }
+        out.steps += seen.processLimits.map { Step(nil, "limit-processes", .files, .custom($0)) }
         if let kernel = seen.kernel {
             KernelBackend.plan(d, kernel, quotas: { Self.quota($0, rows: rows, s) }, into: &out)
         }

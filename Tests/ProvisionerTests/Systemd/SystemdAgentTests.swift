@@ -377,4 +377,39 @@ struct SystemdAgentTests {
             unlink(h.root + script)
         }
     }
+
+    @Test("with quotas, desactl in production gives php8.2-fpm.service each tenant's process limit by a drop-in: systemd starts the master and its workers under it; applied again, nothing changes")
+    func processLimitThroughSystemd() throws {
+        let h = try box()
+        // A config of its own (its own state, no tenants), so the suite's others are untouched.
+        let path = "/etc/desa/quota.toml"
+        try h.write(path, Self.config + "[paths]\nstate_dir = \"/var/lib/desa-quota-test\"\n[quota]\nbackend = \"kernel\"\nprocesses = 37\nclosed_dirs = []\n", mode: 0o600)
+        let dropIn = "/etc/systemd/system/php8.2-fpm.service.d/desa-processes.conf"
+        defer {
+            h.remove(dropIn)
+            _ = try? h.exec(["/usr/bin/systemctl", "daemon-reload"])
+            _ = try? h.exec(["/usr/bin/systemctl", "restart", "php8.2-fpm"])
+        }
+        let check = try h.exec(["/usr/local/sbin/desactl", "--config", path, "config", "check"])
+        #expect(check.stdout.contains("processes: at most 37 per tenant (LimitNPROC= of php8.2-fpm.service"), "\(check.stdout)")
+        let plan = try h.exec(["/usr/local/sbin/desactl", "--config", path, "plan"])
+        #expect(plan.stdout.contains("limit-processes"), "\(plan.stdout)")
+        let apply = try h.exec(["/usr/local/sbin/desactl", "--config", path, "apply"])
+        #expect(apply.ok, "\(apply.message)")
+        #expect(Support.read(h.root + dropIn).contains("LimitNPROC=37\n"))
+        #expect(try h.show("php8.2-fpm", ["LimitNPROC"])["LimitNPROC"] == "37")
+        let master = try h.show("php8.2-fpm", ["MainPID"])["MainPID"] ?? ""
+        func limited(_ pid: String) throws -> Bool {
+            try h.exec(["/usr/bin/cat", "/proc/\(pid)/limits"]).stdout.split(separator: "\n")
+                .contains { $0.hasPrefix("Max processes") && $0.split(separator: " ").dropFirst(2).prefix(2) == ["37", "37"] }
+        }
+        let masterLimits = try h.exec(["/usr/bin/cat", "/proc/\(master)/limits"]).stdout
+        #expect(try limited(master), "the master's limits: \(masterLimits)")
+        // Its workers (www-data) inherit it.
+        let workers = try h.exec(["/usr/bin/pgrep", "-P", master])
+        let worker = try #require(workers.stdout.split(separator: "\n").first.map(String.init), "php8.2-fpm has no workers")
+        #expect(try limited(worker))
+        let again = try h.exec(["/usr/local/sbin/desactl", "--config", path, "plan"])
+        #expect(!again.stdout.contains("limit-processes"), "\(again.stdout)")
+    }
 }
