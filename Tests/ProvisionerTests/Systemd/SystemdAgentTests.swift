@@ -381,9 +381,30 @@ struct SystemdAgentTests {
     @Test("with quotas, desactl in production gives php8.2-fpm.service each tenant's process limit by a drop-in: systemd starts the master and its workers under it; applied again, nothing changes")
     func processLimitThroughSystemd() throws {
         let h = try box()
-        // A config of its own (its own state, no tenants), so the suite's others are untouched.
+        // A config of its own (its own state, users, server blocks and pools, no tenants), so
+        // the suite's other tenants are neither touched nor taken for unknown ones.
         let path = "/etc/desa/quota.toml"
-        try h.write(path, Self.config + "[paths]\nstate_dir = \"/var/lib/desa-quota-test\"\n[quota]\nbackend = \"kernel\"\nprocesses = 37\nclosed_dirs = []\n", mode: 0o600)
+        try h.write(path, Self.config + """
+            [paths]
+            state_dir = "/var/lib/desa-quota-test"
+            [users]
+            prefix = "dq"
+            sysusers_file = "/etc/sysusers.d/desa-quota-test.conf"
+            [nginx]
+            sites_dir = "/var/lib/desa-quota-test/sites"
+            [php.versions."8.2"]
+            binary = "/usr/sbin/php-fpm8.2"
+            main_conf = "/etc/php/8.2/fpm/php-fpm.conf"
+            pool_dir = "/var/lib/desa-quota-test/pools"
+            socket_dir = "/run/php"
+            pid_file = "/run/php/php8.2-fpm.pid"
+            service = "php8.2-fpm"
+            [quota]
+            backend = "kernel"
+            processes = 37
+            closed_dirs = []
+
+            """, mode: 0o600)
         let dropIn = "/etc/systemd/system/php8.2-fpm.service.d/desa-processes.conf"
         defer {
             h.remove(dropIn)
