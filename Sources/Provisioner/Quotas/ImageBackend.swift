@@ -33,6 +33,7 @@ enum ImageBackend {
     /// (mount(2)'s flags and data), the same either way.
     static let mountOptions = "loop,nodev,nosuid,noatime,noinit_itable"
     static let mountFlags = UInt(MS_NODEV) | UInt(MS_NOSUID) | UInt(MS_NOATIME)
+    static let mountData = "noinit_itable"
 
     static func imagePath(_ t: Tenant, _ c: Config) -> String { c.quotaImageDir + "/" + t.code.filter(\.isNumber) + ".img" }
 
@@ -135,12 +136,13 @@ struct MakeImage: CustomEffect {
     /// made, the next is made with its tenant's exact reserve and needs no tune2fs after
     /// the mount (`SetImageLimit` still checks, and sets it when the guess was wrong).
     static let overheads = Mutex<[String: Int64]>([:])
+    var geometry: String { "\(bytes)/\(inodes)" }
 
     /// mke2fs's `-m`: half, or the percentage that makes exactly the reserve that leaves
     /// the tenant its quota, as the kernel counts (what `SetImageLimit` sets).
     func reservedPercent() -> String {
         let blocks = bytes / 4096
-        guard let overhead = Self.overheads.withLock({ $0["\(bytes)/\(inodes)"] }) else { return "50" }
+        guard let overhead = Self.overheads.withLock({ $0[geometry] }) else { return "50" }
         let reserve = blocks - overhead - quota / 4096 - SetImageLimit.kernelReserve(blocks: blocks)
         guard reserve >= 0, 2 * reserve < blocks else { return "50" }
         // mke2fs truncates percent × blocks / 100: half a block over lands on `reserve`.
@@ -174,7 +176,7 @@ struct MakeImage: CustomEffect {
             // reads as zeros already (4 MiB less written per tenant).
             try Quota.run(context, ["/sbin/mkfs.ext4", "-q", "-F", "-b", "4096", "-m", reservedPercent(), "-N", "\(inodes)", "-J", "size=4",
                                     "-E", "nodiscard,lazy_journal_init=1", "-L", "desa-quota", image], "making the filesystem of \(image)")
-            if let o = Self.overhead(of: image) { Self.overheads.withLock { $0["\(bytes)/\(inodes)"] = o } }
+            if let o = Self.overhead(of: image) { Self.overheads.withLock { $0[geometry] = o } }
         } catch {
             unlink(image)
             throw error
@@ -199,7 +201,7 @@ struct MountImage: CustomEffect {
         let slug = (home as NSString).lastPathComponent
         if web.stat(slug) == nil { try web.ensureDir(slug, uid: 0, gid: 0, mode: 0o700) }
         guard web.stat(slug)?.isDirectory == true else { throw DesaError.system("\(home) is not a directory to mount the image at") }
-        _ = try Mounts.mountLoop(image, at: home, fsType: "ext4", flags: ImageBackend.mountFlags, data: "noinit_itable")
+        _ = try Mounts.mountLoop(image, at: home, fsType: "ext4", flags: ImageBackend.mountFlags, data: ImageBackend.mountData)
         try DirHandle.openHome(home).ensureOwnership(uid: uid, gid: gid, mode: 0o750)
         try SetImageLimit(home: home, bytes: limit).run(context)
     }

@@ -73,19 +73,15 @@ enum MountUnits {
         return out
     }
 
-    /// Each tenant's unit and drop-in written (removed for a deleted tenant), and desa's
-    /// files of tenants the database does not know reported, or removed when asked.
+    /// Each tenant's unit and drop-in written; the rest of desa's files (a deleted tenant's,
+    /// or those of tenants the database does not know) go to `orphanSteps`, which removes a
+    /// known tenant's and reports, or removes when asked, the others.
     static func plan(_ d: DesiredState, _ seen: [String: SeenFile], into out: inout CapabilityPlan) {
         var files = seen
         let systemd = ServiceSpec.systemd(d.config).name
-        for t in d.tenants {
+        for t in d.tenants where t.desired != .deleted {
             for (path, content) in [(unitPath(t, d.config), unit(t, d.config)), (wantsPath(t, d.config), wants(t, d.config))] {
-                let existing = files.removeValue(forKey: path)
-                if t.desired == .deleted {
-                    if let existing, existing.owner == t.code {
-                        out.steps.append(Step(t.code, "remove-config", .files, .managed(ManagedFile(path: path, content: nil, service: systemd))))
-                    }
-                } else if let s = Step.write(path, content, service: systemd, tenant: t.code, existing: existing) {
+                if let s = Step.write(path, content, service: systemd, tenant: t.code, existing: files.removeValue(forKey: path)) {
                     out.steps.append(s)
                 }
             }

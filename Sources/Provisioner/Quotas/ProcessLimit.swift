@@ -10,6 +10,11 @@ import Foundation
 enum ProcessLimit {
     static func unitName(_ service: String) -> String { service.hasSuffix(".service") ? service : service + ".service" }
 
+    /// The systemd services of the config's php-fpm versions, once each.
+    static func services(_ c: Config) -> [String] {
+        Set(c.php.versions.values.map(\.service)).filter { !$0.isEmpty }.sorted()
+    }
+
     static func dropIn(_ service: String, _ c: Config) -> String {
         c.quota.unitDir + "/" + unitName(service) + ".d/desa-processes.conf"
     }
@@ -27,7 +32,7 @@ enum ProcessLimit {
     /// path and what it should hold (production only, and only with quotas on).
     static func pending(_ c: Config, read: (String) -> String?) -> [SetProcessLimit] {
         guard c.mode == .production, c.quota.backend != .none else { return [] }
-        return Set(c.php.versions.values.map(\.service)).filter { !$0.isEmpty }.sorted().compactMap { service in
+        return services(c).compactMap { service in
             let path = dropIn(service, c), want = content(c)
             return read(path) == want ? nil : SetProcessLimit(path: path, content: want, unit: unitName(service))
         }

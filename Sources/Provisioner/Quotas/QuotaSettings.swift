@@ -88,7 +88,7 @@ extension QuotaSettings {
         } else if c.mode == .sandbox {
             out.append("processes: at most \(q.processes) per tenant (RLIMIT_NPROC of its PHP: the sandbox's php-fpm starts under prlimit)")
         } else {
-            let services = Set(c.php.versions.values.map(\.service)).filter { !$0.isEmpty }.sorted().map(ProcessLimit.unitName)
+            let services = ProcessLimit.services(c).map(ProcessLimit.unitName)
             out.append("processes: at most \(q.processes) per tenant (LimitNPROC= of \(services.joined(separator: ", ")), in desa's drop-in desa-processes.conf beside each; its workers inherit it)")
         }
         out.append("memory and CPU: not limited per tenant (each pool's memory_limit bounds one PHP request only)")
