@@ -98,6 +98,7 @@ public enum Capabilities {
         PoolsCapability(),
         DatabasesCapability(),
         CertificatesCapability(),
+        BackupsCapability(),
     ]
 
     /// The series the capabilities bring, in their order.

@@ -411,11 +411,12 @@ struct DropDatabase: CustomEffect {
     }
 }
 
-/// `mariadb-dump --single-transaction` of one database into a gzipped file, 0600: what
-/// `db delete` keeps and what backups will call.
+/// `mariadb-dump --single-transaction` of one database into a file, 0600: what `db delete`
+/// keeps (gzipped) and what each tenant's backup holds. A dump is good only when the
+/// program exited 0 and its last line is the "Dump completed" trailer.
 public enum MariaDBDump {
-    /// Writes `path + ".gz"`; a failed dump leaves no file behind.
-    public static func dump(_ database: String, to path: String, settings m: MariaDBSettings, runner: ProcessRunning) throws {
+    /// Writes `path` (and with `gzip`, `path + ".gz"` in its place); a failed dump leaves no file behind.
+    public static func dump(_ database: String, to path: String, settings m: MariaDBSettings, runner: ProcessRunning, gzip: Bool = true) throws {
         guard DatabaseNames.isName(database, allowEmpty: false) else {
             throw DesaError.invalid("\(Quote.show(database)) is not a database desa names")
         }
@@ -423,17 +424,33 @@ public enum MariaDBDump {
         defer { umask(old) }
         unlink(path); unlink(path + ".gz")
         let r = try runner.run([m.dumpBinary] + MariaDBAdmin.clientArguments(m) + [
-            "--single-transaction", "--routines", "--events", "--triggers", "--result-file=" + path, "--databases", database,
+            "--single-transaction", "--routines", "--events", "--triggers", "--hex-blob", "--result-file=" + path, "--databases", database,
         ])
         guard r.ok else {
             unlink(path)
             throw DesaError.system("mariadb-dump of \(database) failed: \(r.message)")
         }
+        guard completed(path) else {
+            unlink(path)
+            throw DesaError.system("mariadb-dump of \(database) exited 0 but its dump has no \"Dump completed\" trailer: it is incomplete")
+        }
+        chmod(path, 0o600)
+        guard gzip else { return }
         let z = try runner.run(["/bin/gzip", "-n", path])
         guard z.ok else {
             unlink(path); unlink(path + ".gz")
             throw DesaError.system("gzip of the dump \(path) failed: \(z.message)")
         }
         chmod(path + ".gz", 0o600)
+    }
+
+    /// Whether the dump at `path` ends with mariadb-dump's "-- Dump completed" line.
+    public static func completed(_ path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? h.close() }
+        let end = (try? h.seekToEnd()) ?? 0
+        try? h.seek(toOffset: end > 256 ? end - 256 : 0)
+        let tail = String(decoding: (try? h.readToEnd()) ?? Data(), as: UTF8.self)
+        return tail.split(whereSeparator: \.isNewline).last?.hasPrefix("-- Dump completed") == true
     }
 }

@@ -28,6 +28,8 @@ public enum Sandbox {
         /// Hold each village to its quota (`--quota-backend image`), of this size by default.
         public var quotaBackend = QuotaSettings.Backend.none
         public var quota = ByteSize(bytes: 2 << 30)
+        /// Back the villages up into `DIR/backups/repo` (`--with-backups`).
+        public var withBackups = false
         public init(dir: String) { self.dir = dir }
     }
 
@@ -76,6 +78,7 @@ public enum Sandbox {
         if o.withPebble { SandboxPebble.configure(&c, httpsPort: o.httpsPort, acmePort: o.pebblePort) }
         c.quota.backend = o.quotaBackend
         c.quota.default = o.quota
+        if o.withBackups { c.backup.repository = d + "/backups/repo" }
         if o.withMariaDB {
             c.mariadb.enabled = true
             c.mariadb.socket = d + "/run/mariadb.sock"

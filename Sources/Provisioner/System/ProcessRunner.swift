@@ -33,14 +33,21 @@ public protocol ProcessRunning: Sendable {
 public struct SystemProcessRunner: ProcessRunning {
     public init() {}
 
-    public func run(_ argv: [String]) throws -> ProcessResult {
+    public func run(_ argv: [String]) throws -> ProcessResult { try capture(argv, Spawn.Options()) }
+
+    /// Runs `argv` to completion with these options (an environment of its own, stdin from
+    /// a file) and captures its output; the options' stdout and stderr are replaced by pipes.
+    public func capture(_ argv: [String], _ options: Spawn.Options) throws -> ProcessResult {
         var outPipe: [Int32] = [0, 0], errPipe: [Int32] = [0, 0]
         guard desa_pipe2(&outPipe, O_CLOEXEC) == 0, desa_pipe2(&errPipe, O_CLOEXEC) == 0 else {
             throw DesaError.system("pipe: \(errnoText())")
         }
         let pid: pid_t
         do {
-            pid = try Self.spawn(argv, stdout: outPipe[1], stderr: errPipe[1])
+            var o = options
+            o.stdout = .descriptor(outPipe[1])
+            o.stderr = .descriptor(errPipe[1])
+            pid = try Spawn.start(argv, o)
         } catch {
             for fd in outPipe + errPipe { close(fd) }
             throw error

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// How every program desa (and its tests) starts is started: `posix_spawn` from an
-/// argument vector by absolute path, never a shell; stdin from /dev/null; stdout and stderr
+/// argument vector by absolute path, never a shell; stdin from /dev/null (or a file given); stdout and stderr
 /// where asked; no descriptor of ours inherited (close-on-exec or not); default signal
 /// handling and an empty mask (a daemon started by the agent must not inherit its
 /// blocked SIGTERM); a fixed environment unless one is given.
@@ -26,6 +26,8 @@ public enum Spawn {
         public var cwd: String? = nil
         /// A process group of its own, so that it and its children can be signalled whole.
         public var newProcessGroup = false
+        /// A file to read stdin from (nil: /dev/null).
+        public var stdin: String? = nil
         public init() {}
     }
 
@@ -44,7 +46,7 @@ public enum Spawn {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 0, o.stdin ?? "/dev/null", O_RDONLY, 0)
         func route(_ out: Output, to fd: Int32) {
             switch out {
             case .null: posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", O_WRONLY, 0)

@@ -25,6 +25,7 @@ struct SandboxCommand: ParsableCommand {
         @Option(help: "Port nginx serves HTTPS on, on 127.0.0.1.") var httpsPort = 8443
         @Option(help: "Hold each village to its quota: \"image\" (a filesystem image per village, loop-mounted at its home), or \"none\".") var quotaBackend = "none"
         @Option(parsing: .unconditional, help: "Each village's quota, its files and database together (with --quota-backend).") var quota = "2GiB"
+        @Flag(help: "Back the villages up with restic into DIR/backups/repo (then: desactl backup init).") var withBackups = false
 
         func run() throws {
             try CLI.run {
@@ -37,6 +38,7 @@ struct SandboxCommand: ParsableCommand {
                 }
                 o.quotaBackend = backend
                 o.quota = try ByteSize(parsing: quota, what: "--quota")
+                o.withBackups = withBackups
                 o.withPebble = withPebble; o.pebblePort = pebblePort; o.httpsPort = httpsPort
                 let c = try Sandbox.initialize(o)
                 print("""

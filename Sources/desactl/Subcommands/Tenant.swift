@@ -122,7 +122,13 @@ extension TenantCommand {
                     ("status", t.status.rawValue + (t.reason.map { ": \($0)" } ?? "")), ("desired", t.desired.rawValue),
                     ("template", t.template), ("php", t.php), ("user", "\(v.user) (uid \(t.uid))"), ("home", v.home),
                 ]
-                for (k, val) in rows { print("\(k.padding(toLength: 10, withPad: " ", startingAt: 0)) \(val)") }
+                var more: [(String, String)] = []
+                if engine.config.backup.enabled, let b = try? engine.backupList(t.code).first {
+                    let age = b.record?.ageHours(now: engine.time.now()).map { String(format: "%.0f h ago", $0) }
+                    more.append(("backup", b.record?.lastSuccessAt.map { "last good \(Timestamp.format($0)) (\(age ?? "?"), snapshot \(b.record?.lastSnapshot ?? "?"))" } ?? "never"))
+                    if b.record?.lastOutcome == "failed" { more.append(("", "last attempt FAILED: \(b.record?.lastError ?? "?")")) }
+                }
+                for (k, val) in rows + more { print("\(k.padding(toLength: 10, withPad: " ", startingAt: 0)) \(val)") }
             }
         }
     }
