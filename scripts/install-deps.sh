@@ -16,6 +16,9 @@ packages+=(systemd-container debootstrap)
 # backend sets and reads user quotas (quota), and its test boots Debian's User-Mode Linux kernel,
 # which has quota support where this machine's kernel may not (user-mode-linux, kmod for insmod).
 packages+=(acl e2fsprogs quota user-mode-linux kmod)
+# Backups: restic makes and reads the snapshots, rsync copies a restore in as the tenant, and
+# rclone serves an append-only repository (the off-site setup the tests prove).
+packages+=(restic rsync rclone)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

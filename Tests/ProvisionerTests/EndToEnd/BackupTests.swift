@@ -1,0 +1,241 @@
+import Foundation
+import Testing
+@testable import Provisioner
+
+/// Backups for real: restic 0.14 from Debian, the sandbox's own MariaDB, nginx and php-fpm
+/// serving what a restore brought back, an append-only repository behind rclone.
+@Suite("Backups: nightly snapshots and proven restores, with real restic", .serialized)
+struct BackupTests {
+    func sandbox(_ name: String, initArgs: [String] = [], settings: [String: String] = [:]) throws -> SandboxHarness {
+        let h = try SandboxHarness(name, mariadb: true, start: false, initArgs: ["--with-backups"] + initArgs)
+        if !settings.isEmpty { try h.set("backup", settings) }
+        let s = try h.desactl("sandbox", "start")
+        if !s.ok { h.destroy() }
+        try #require(s.ok, "\(s.message)")
+        return h
+    }
+
+    func asTenant(_ h: SandboxHarness, _ slug: String, _ argv: String...) throws -> ProcessResult {
+        let u = try #require(try h.users().first { $0.home == h.dir + "/srv/" + slug })
+        return try h.runner.run(["/usr/sbin/runuser", "-u", u.name, "--"] + argv)
+    }
+
+    func write(_ h: SandboxHarness, _ slug: String, _ rel: String, _ text: String) throws {
+        let path = h.dir + "/srv/\(slug)/" + rel
+        // Copied by the tenant itself, so the file is its own, as one its PHP made.
+        try text.write(toFile: h.dir + "/text.tmp", atomically: true, encoding: .utf8)
+        chmod(h.dir + "/text.tmp", 0o644)
+        let cp = try asTenant(h, slug, "/bin/cp", h.dir + "/text.tmp", path)
+        try #require(cp.ok, "\(cp.message)")
+    }
+
+    func json(_ r: ProcessResult) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(r.stdout.utf8))
+    }
+
+    func db(_ slug: String, _ h: SandboxHarness) throws -> String {
+        let t = try #require(try h.tenants().first { $0["slug"] as? String == slug })
+        return "desa_" + (t["code"] as! String).filter(\.isNumber)
+    }
+
+    /// The state of `check` for `slug` in a sweep at `now`.
+    func health(_ h: SandboxHarness, _ slug: String, now: Date = Date()) throws -> String? {
+        let r = try h.desactl(now: now, "health", "--now", "--json")
+        let doc = try #require(try json(r) as? [String: Any], "\(r.stdout) \(r.stderr)")
+        let tenants = doc["tenants"] as? [[String: Any]] ?? []
+        let t = tenants.first { $0["slug"] as? String == slug }
+        let checks = t?["checks"] as? [[String: Any]] ?? []
+        return checks.first { $0["check"] as? String == "backup" }?["state"] as? String
+    }
+
+    @Test("a run backs up every village and names the one whose dump failed; restores bring files and database back, served by nginx")
+    func runAndRestore() throws {
+        let h = try sandbox("bkrun")
+        defer { h.destroy() }
+        let initR = try h.desactl("backup", "init")
+        try #require(initR.ok, "\(initR.message)")
+        #expect(initR.stdout.contains("KEEP A COPY"))
+        var st = stat()
+        #expect(lstat(h.dir + "/state/backup-password", &st) == 0 && st.st_mode & 0o777 == 0o600)
+        #expect(try h.desactl("backup", "init").stdout.contains("nothing to do"), "init twice changes nothing")
+        try #require(try h.desactl("tenant", "import", try h.bandungSubset(4), "--with-db").ok)
+        let slugs = try h.tenants().map { $0["slug"] as! String }.sorted()
+        let a = slugs[0], b = slugs[1]
+        let dbA = try db(a, h), dbB = try db(b, h)
+        #expect(try health(h, a) == "ok", "a new village is not late yet")
+
+        try write(h, a, "public/marker.txt", "version one\n")
+        try #require(try h.sql("CREATE TABLE \(dbA).t (id INT PRIMARY KEY, v VARCHAR(20)); INSERT INTO \(dbA).t VALUES (1, 'one')").ok)
+        let run = try h.desactl("backup", "run", "--all", "--json")
+        try #require(run.ok, "\(run.stdout) \(run.stderr)")
+        let list = try #require(try json(try h.desactl("backup", "list", "--json")) as? [[String: Any]])
+        #expect(list.count == 4 && list.allSatisfy { $0["last_outcome"] as? String == "ok" && $0["last_snapshot"] is String }, "\(list)")
+        #expect(try health(h, a) == "ok")
+
+        // The village changes; --to brings the snapshot aside and changes nothing live.
+        try write(h, a, "public/marker.txt", "version two\n")
+        try write(h, a, "public/added.txt", "added later\n")
+        try write(h, a, "tmp/scratch", "temporary\n")
+        try #require(try h.sql("UPDATE \(dbA).t SET v = 'two'; INSERT INTO \(dbA).t VALUES (2, 'later')").ok)
+        let aside = h.dir + "/aside"
+        let to = try h.desactl("backup", "restore", a, "--to", aside)
+        try #require(to.ok, "\(to.message)")
+        #expect(Support.read(aside + "/files/public/marker.txt") == "version one\n")
+        let dump = Support.read(aside + "/database.sql")
+        #expect(dump.contains("'one'") && dump.contains("-- Dump completed"))
+        #expect(Support.read(aside + "/tenant.json").contains("\"slug\" : \"\(a)\""))
+        #expect(try h.get("\(a).bandungkab.go.id", "/marker.txt").body == "version two\n", "--to changed the live site")
+
+        // In place: the site serves the restored state, its database too; a safety snapshot first.
+        let home = h.dir + "/srv/" + a
+        var before = stat()
+        lstat(home, &before)
+        let restored = try h.desactl("backup", "restore", a)
+        try #require(restored.ok, "\(restored.stdout) \(restored.stderr)")
+        #expect(try h.get("\(a).bandungkab.go.id", "/marker.txt").body == "version one\n")
+        #expect(try h.get("\(a).bandungkab.go.id", "/added.txt").status == 404)
+        #expect(try h.sql("SELECT id, v FROM \(dbA).t ORDER BY id").stdout == "1\tone\n")
+        #expect(FileManager.default.fileExists(atPath: home + "/tmp/scratch"), "tmp/ is left as it was")
+        var after = stat()
+        lstat(home, &after)
+        #expect(after.st_mode == before.st_mode && after.st_uid == before.st_uid && after.st_gid == before.st_gid)
+        let snaps = try #require(try json(try h.desactl("backup", "snapshots", a, "--json")) as? [[String: Any]])
+        #expect(snaps.filter { $0["safety"] as? Bool == true }.count == 1, "\(snaps)")
+        // The safety snapshot holds what was there: restoring it undoes the restore.
+        let safety = try #require(snaps.first { $0["safety"] as? Bool == true }?["short_id"] as? String)
+        #expect(try h.desactl("backup", "restore", a, "--snapshot", safety).ok)
+        #expect(try h.get("\(a).bandungkab.go.id", "/marker.txt").body == "version two\n")
+        #expect(try h.sql("SELECT COUNT(*) FROM \(dbA).t").stdout == "2\n")
+        #expect(try h.desactl("plan").stdout.contains("Nothing to do"), "a restore leaves the server converged")
+
+        // One village's dump fails: the others are backed up, it is named and recorded.
+        try #require(try h.sql("DROP DATABASE \(dbB)").ok)
+        let failed = try h.desactl("backup", "run", "--all")
+        #expect(failed.status == 1)
+        #expect(failed.stdout.contains("FAILED \(b): mariadb-dump of \(dbB) failed"), "\(failed.stdout)")
+        #expect(failed.stdout.contains("3 tenants backed up") && failed.stdout.contains("1 FAILED: \(b)"), "\(failed.stdout)")
+        let rows = try #require(try json(try h.desactl("backup", "list", "--json")) as? [[String: Any]])
+        let rowB = try #require(rows.first { $0["slug"] as? String == b })
+        #expect(rowB["last_outcome"] as? String == "failed" && (rowB["last_error"] as? String ?? "").contains("Unknown database"))
+        #expect(rowB["last_snapshot"] is String, "the last good snapshot stands")
+        #expect(try health(h, b) == "down")
+        #expect(try health(h, a) == "ok")
+        // Late backups: degraded past 26 hours, down past 50.
+        #expect(try health(h, a, now: Date().addingTimeInterval(27 * 3600)) == "degraded")
+        #expect(try health(h, a, now: Date().addingTimeInterval(51 * 3600)) == "down")
+        #expect(try h.desactl("tenant", "show", b).stdout.contains("last attempt FAILED"))
+
+        // Two runs never overlap: the second says so and does nothing.
+        do {
+            let lock = try StateLock(path: h.dir + "/state/backup/run.lock", timeout: 1)
+            let second = try h.desactl("backup", "run", "--all")
+            #expect(!second.ok && second.stderr.contains("another backup run is going"), "\(second.stderr)")
+            withExtendedLifetime(lock) {}
+        }
+
+        // verify: the repository read back, and restore drills of every village with a snapshot.
+        let verify = try h.desactl("backup", "verify", "--tenants", "4")
+        #expect(verify.ok, "\(verify.stdout) \(verify.stderr)")
+        #expect(verify.stdout.contains("4 restore drills passed"), "\(verify.stdout)")
+        // forget: one snapshot a day kept per village (safety snapshots apart).
+        let forget = try h.desactl("backup", "forget")
+        #expect(forget.ok && forget.stdout.contains("removed"), "\(forget.stdout) \(forget.stderr)")
+        #expect(try h.desactl("backup", "restore", a, "--to", h.dir + "/after-forget").ok, "the latest snapshot survives forget")
+    }
+
+    @Test("a hostile village: links it plants are kept as links, and a restore writes nothing where the tenant could not")
+    func hostileTenant() throws {
+        let h = try sandbox("bkhost")
+        defer { h.destroy() }
+        try #require(try h.desactl("backup", "init").ok)
+        try #require(try h.desactl("tenant", "import", try h.bandungSubset(2), "--with-db").ok)
+        let slugs = try h.tenants().map { $0["slug"] as! String }.sorted()
+        let a = slugs[0], b = slugs[1]
+        // A root-only canary outside every home, and the other village's credentials.
+        let canary = h.dir + "/canary"
+        try FileManager.default.createDirectory(atPath: canary, withIntermediateDirectories: true)
+        try "root's secret\n".write(toFile: canary + "/secret", atomically: true, encoding: .utf8)
+        chmod(canary + "/secret", 0o644)
+        let otherCnf = h.dir + "/srv/\(b)/.my.cnf"
+        let otherBefore = Support.read(otherCnf)
+        try write(h, a, "public/data.txt", "the village's data\n")
+        #expect(try asTenant(h, a, "/bin/ln", "-s", otherCnf, h.dir + "/srv/\(a)/public/other.cnf").ok)
+        #expect(try asTenant(h, a, "/bin/ln", "-s", "/etc/shadow", h.dir + "/srv/\(a)/public/shadow").ok)
+        try #require(try h.desactl("backup", "run", a).ok)
+        let aside = h.dir + "/aside"
+        try #require(try h.desactl("backup", "restore", a, "--to", aside).ok)
+        for link in ["other.cnf", "shadow"] {
+            var st = stat()
+            #expect(lstat(aside + "/files/public/" + link, &st) == 0 && (st.st_mode & S_IFMT) == S_IFLNK, "\(link) was followed")
+        }
+        // Before the restore the tenant turns its file into a link to root's canary, and its
+        // own .my.cnf-less public into a maze: a root copy would write through them.
+        let pub = h.dir + "/srv/\(a)/public"
+        #expect(try asTenant(h, a, "/bin/rm", pub + "/data.txt").ok)
+        #expect(try asTenant(h, a, "/bin/ln", "-s", canary + "/secret", pub + "/data.txt").ok)
+        #expect(try asTenant(h, a, "/bin/ln", "-s", h.dir + "/srv/\(b)/public", pub + "/sub").ok)
+        let r = try h.desactl("backup", "restore", a)
+        #expect(r.ok, "\(r.stdout) \(r.stderr)")
+        #expect(Support.read(canary + "/secret") == "root's secret\n", "the restore wrote through the tenant's link")
+        #expect(Support.read(otherCnf) == otherBefore)
+        var st = stat()
+        #expect(lstat(pub + "/data.txt", &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && Support.read(pub + "/data.txt") == "the village's data\n")
+        #expect(lstat(pub + "/sub", &st) != 0, "what the snapshot does not hold is removed")
+        #expect(try h.get("\(a).bandungkab.go.id", "/data.txt").body == "the village's data\n")
+        // Nothing of the restore is left in the staging area.
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/state/backup/restore")) == [])
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/state/backup/tenants")) == [])
+    }
+
+    @Test("with quotas: a snapshot larger than the village's quota is refused before anything changes")
+    func restoreRespectsQuota() throws {
+        let h = try sandbox("bkquota", initArgs: ["--quota-backend", "image", "--quota", "40MiB"])
+        defer { h.destroy() }
+        try #require(try h.desactl("backup", "init").ok)
+        try #require(try h.desactl("tenant", "create", "32.04.05.2001", "--name", "Cileunyi Kulon", "--district", "Cileunyi").ok)
+        let a = "cileunyi-kulon", pub = h.dir + "/srv/\(a)/public"
+        let big = try asTenant(h, a, "/usr/bin/dd", "if=/dev/urandom", "of=" + pub + "/big.bin", "bs=1M", "count=24", "status=none")
+        try #require(big.ok, "\(big.message)")
+        try #require(try h.desactl("backup", "run", a).ok)
+        #expect(try asTenant(h, a, "/bin/rm", pub + "/big.bin").ok)
+        try write(h, a, "public/now.txt", "what is there now\n")
+        let set = try h.desactl("quota", "set", a, "16MiB")
+        try #require(set.ok, "\(set.message)")
+        let r = try h.desactl("backup", "restore", a)
+        #expect(r.status != 0 && r.stderr.contains("more than \(a)'s quota"), "\(r.stdout) \(r.stderr)")
+        #expect(Support.read(pub + "/now.txt") == "what is there now\n" && !FileManager.default.fileExists(atPath: pub + "/big.bin"))
+        let snaps = try #require(try json(try h.desactl("backup", "snapshots", a, "--json")) as? [[String: Any]])
+        #expect(snaps.count == 1, "a refused restore takes no safety snapshot either")
+        // Raised again, it fits and comes back.
+        try #require(try h.desactl("quota", "set", a, "64MiB").ok)
+        let ok = try h.desactl("backup", "restore", a)
+        #expect(ok.ok, "\(ok.stdout) \(ok.stderr)")
+        #expect(FileManager.default.fileExists(atPath: pub + "/big.bin"))
+    }
+
+    @Test("an append-only repository behind rclone takes snapshots and refuses to forget them")
+    func appendOnly() throws {
+        let port = SandboxHarness.freePort()
+        let h = try sandbox("bkappend", settings: ["repository": "\"rest:http://127.0.0.1:\(port)/\"", "forget_after_run": "false"])
+        defer { h.destroy() }
+        let repo = h.dir + "/rclone-repo"
+        try FileManager.default.createDirectory(atPath: repo, withIntermediateDirectories: true)
+        var o = Spawn.Options()
+        o.stdout = .append(h.dir + "/rclone.log")
+        let pid = try Spawn.start(["/usr/bin/rclone", "serve", "restic", "--append-only", "--addr", "127.0.0.1:\(port)", repo], o)
+        defer { kill(pid, SIGTERM); _ = Spawn.wait(pid) }
+        for _ in 0..<50 where !Processes.listensOnLoopback(port: port) { usleep(100_000) }
+        let initR = try h.desactl("backup", "init")
+        try #require(initR.ok, "\(initR.message)")
+        try #require(try h.desactl("tenant", "import", try h.bandungSubset(2), "--with-db").ok)
+        let run = try h.desactl("backup", "run", "--all")
+        #expect(run.ok, "\(run.stdout) \(run.stderr)")
+        let slug = try h.tenants().map { $0["slug"] as! String }.sorted()[0]
+        #expect(try h.desactl("backup", "run", slug).ok)
+        let forget = try h.desactl("backup", "forget")
+        #expect(!forget.ok, "an append-only repository let snapshots be removed: \(forget.stdout)")
+        let snaps = try #require(try json(try h.desactl("backup", "snapshots", slug, "--json")) as? [[String: Any]])
+        #expect(snaps.count == 2, "\(snaps)")
+        #expect(try h.desactl("backup", "restore", slug, "--to", h.dir + "/aside").ok)
+    }
+}
