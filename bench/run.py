@@ -26,6 +26,12 @@
                         the first N villages and extrapolate); certbot once per bundle desa made.
                         certbot's pebble rejects no nonces: Debian's certbot gives up on two
                         bad nonces in a row. Wall time and number of orders of each.
+  bench/run.py backup [N]  N (280) villages, each with OpenSID's real tree (its own copy, as app
+                        install makes today), 1-5 MB of its own files and a database: 7 nightly
+                        `backup run --all` with 1% churn each, against what the panels do (a tar.gz
+                        of each home and a gzipped dump per village per night, kept 7 days; timed
+                        on a sample of villages and scaled), same run: repository size and nightly
+                        wall time of each; one village restored in place.
 
 Needs root, a release build (bench/run.sh builds it) and nothing listening on the ports.
 """
@@ -766,6 +772,106 @@ def bench_masters(n=280):
     save("masters", res)
 
 
+def du_bytes(path):
+    return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
+
+
+def bench_backup(n=280, nights=7, sample=20):
+    """Nightly backups of n villages (see the module's doc)."""
+    import random
+    rnd = random.Random(20)
+    sb = Sandbox("backup", 18490, "bkb", 820000, init_args=("--with-mariadb", "--mariadb-port", "18491", "--with-backups"))
+    try:
+        lines = open(BANDUNG).read().splitlines()
+        subset = sb.dir + "/subset.csv"
+        with open(subset, "w") as f:
+            f.write("\n".join(lines[: n + 1]) + "\n")
+        sb.desactl("tenant", "import", subset, "--with-db")
+        sb.desactl("backup", "init")
+        tree = sb.dir + "/opensid-release"
+        os.makedirs(tree)
+        subprocess.run(["tar", "-xzf", OPENSID, "-C", tree], check=True)
+        tenants = json.loads(sb.desactl("tenant", "list", "--json")[2])
+        sock = sb.dir + "/run/mariadb.sock"
+        mysql = ["mariadb", "--no-defaults", "--user=root", "--socket=" + sock]
+        own_bytes = 0
+        t0 = time.perf_counter()
+        for t in tenants:
+            home = sb.dir + "/srv/" + t["slug"]
+            uid = t["uid"]
+            subprocess.run(["cp", "-a", tree, home + "/public/app"], check=True)
+            up = home + "/public/uploads"
+            os.makedirs(up)
+            size = rnd.randint(1, 5) << 20
+            for i in range(10):
+                with open(f"{up}/foto {i}.jpg", "wb") as f:
+                    f.write(os.urandom(size // 10))
+            own_bytes += size
+            subprocess.run(["chown", "-R", f"{uid}:{uid}", home + "/public/app", up], check=True)
+            db = "desa_" + t["code"].replace(".", "")
+            rows = ",".join(f"({i}, '{os.urandom(8).hex()}')" for i in range(1000))
+            subprocess.run(mysql + ["-e", f"CREATE TABLE {db}.penduduk (id INT PRIMARY KEY, nama VARCHAR(40)); INSERT INTO {db}.penduduk VALUES {rows}"], check=True)
+        setup_s = time.perf_counter() - t0
+        tree_bytes = du_bytes(tree)
+        repo = sb.dir + "/backups/repo"
+        runs = []
+        for night in range(nights):
+            if night > 0:
+                # 1% churn: each village rewrites 1% of its own bytes and adds rows.
+                for t in tenants:
+                    up = sb.dir + "/srv/" + t["slug"] + "/public/uploads"
+                    total = sum(os.path.getsize(up + "/" + f) for f in os.listdir(up))
+                    with open(f"{up}/night {night}.jpg", "wb") as f:
+                        f.write(os.urandom(max(1, total // 100)))
+                    os.chown(f"{up}/night {night}.jpg", t["uid"], t["uid"])
+                    db = "desa_" + t["code"].replace(".", "")
+                    subprocess.run(mysql + ["-e", f"INSERT INTO {db}.penduduk VALUES ({1000 + night}, 'night {night}')"], check=True)
+            dt, _, out = sb.desactl("backup", "run", "--all", "--json")
+            r = json.loads(out)
+            assert not r["failed"], r["failed"]
+            runs.append({"night": night + 1, "wall_s": round(dt, 2), "added_bytes": sum(d["bytes_added"] for d in r["done"]),
+                         "repository_bytes": du_bytes(repo)})
+            print(f"night {night + 1}: {n} villages in {dt:.1f} s, {runs[-1]['added_bytes'] / 1e6:.1f} MB added, "
+                  f"repository {runs[-1]['repository_bytes'] / 1e6:.1f} MB")
+        restore_s = sb.desactl("backup", "restore", tenants[0]["slug"])[0]
+        # The panels: a tar.gz of each home and a gzipped dump per village per night, kept 7
+        # days; a sample of villages timed and scaled (every night costs the same).
+        panel = sb.dir + "/panel"
+        os.makedirs(panel)
+        t0 = time.perf_counter()
+        for t in tenants[:sample]:
+            home = sb.dir + "/srv/" + t["slug"]
+            subprocess.run(["tar", "-czf", f"{panel}/{t['slug']}.tar.gz", "-C", home, "."], check=True)
+            db = "desa_" + t["code"].replace(".", "")
+            with open(f"{panel}/{t['slug']}.sql.gz", "wb") as f:
+                d = subprocess.Popen(["mariadb-dump", "--no-defaults", "--user=root", "--socket=" + sock, "--single-transaction", db], stdout=subprocess.PIPE)
+                subprocess.run(["gzip"], stdin=d.stdout, stdout=f, check=True)
+                d.wait()
+        panel_sample_s = time.perf_counter() - t0
+        panel_night_bytes = du_bytes(panel) * n / sample
+        panel_night_s = panel_sample_s * n / sample
+    finally:
+        sb.destroy()
+    nightly = [r["wall_s"] for r in runs[1:]] or [runs[0]["wall_s"]]
+    res = {
+        "villages": n, "nights": nights, "opensid_tree_bytes": tree_bytes, "own_bytes_total": own_bytes,
+        "unique_data_bytes": tree_bytes + own_bytes, "setup_s": round(setup_s, 1), "runs": runs,
+        "desa_repository_bytes": runs[-1]["repository_bytes"], "desa_incremental_night_s_median": statistics.median(nightly),
+        "restore_in_place_s": round(restore_s, 2),
+        "panels": {"sample_villages": sample, "night_s_scaled": round(panel_night_s, 1), "night_bytes_scaled": int(panel_night_bytes),
+                   "repository_bytes_7_nights": int(panel_night_bytes * 7)},
+        "repository_ratio_panels_vs_desa": round(panel_night_bytes * 7 / runs[-1]["repository_bytes"], 1),
+        "night_ratio_panels_vs_desa": round(panel_night_s / statistics.median(nightly), 1),
+        "targets": {"repository_at_most_panels_over": 10, "incremental_night_s_under": 180, "restore_s_under": 60},
+    }
+    print(f"{n} villages, OpenSID {tree_bytes / 1e6:.0f} MB each + {own_bytes / 1e6:.0f} MB of their own: repository after {nights} nights "
+          f"{res['desa_repository_bytes'] / 1e6:.0f} MB; the panels' 7 nights {res['panels']['repository_bytes_7_nights'] / 1e6:.0f} MB "
+          f"({res['repository_ratio_panels_vs_desa']}x; target >= 10x)")
+    print(f"nightly: first {runs[0]['wall_s']} s, incremental median {res['desa_incremental_night_s_median']} s (target < 180 s); "
+          f"the panels' night {res['panels']['night_s_scaled']} s ({res['night_ratio_panels_vs_desa']}x); restore in place {res['restore_in_place_s']} s (target < 60 s)")
+    save("backup" if n == 280 else f"backup-{n}", res)
+
+
 if __name__ == "__main__":
     if os.geteuid() != 0:
         sys.exit("run as root: the benchmarks create tenant users")
@@ -782,5 +888,7 @@ if __name__ == "__main__":
         bench_quota()
     if which in ("masters", "all"):
         bench_masters(int(sys.argv[2]) if len(sys.argv) > 2 and which == "masters" else 280)
+    if which in ("backup", "all"):
+        bench_backup(int(sys.argv[2]) if len(sys.argv) > 2 and which == "backup" else 280)
     if which in ("https", "all"):
         bench_https(int(sys.argv[2]) if len(sys.argv) > 2 and which == "https" else None)

@@ -103,15 +103,16 @@ public struct BackupCommand: ParsableCommand {
             changes, the files are copied in by the tenant's own user, and its database is replaced.
             """)
         @OptionGroup var global: GlobalOptions
-        @Argument(help: "Slug or village code.") var tenant: String
+        @Argument(help: "Slug or village code (with --create, the village's code or slug in the repository).") var tenant: String
         @Option(help: "The snapshot's ID (desactl backup snapshots SLUG).") var snapshot: String?
         @Option(help: "Restore under this new or empty directory instead of in place.") var to: String?
+        @Flag(help: "A village this server does not have (a new server): make it from its snapshot's record, then restore it.") var create = false
         @Flag(help: "Say what would be restored; change nothing.") var dryRun = false
         @Flag(help: "Print JSON.") var json = false
         public func run() throws {
             try CLI.run {
                 let e = try global.engine(json: json)
-                try CLI.report(try e.backupRestore(tenant, snapshot: snapshot, to: to, dryRun: dryRun), json: json)
+                try CLI.report(try e.backupRestore(tenant, snapshot: snapshot, to: to, dryRun: dryRun, create: create), json: json)
             }
         }
     }

@@ -57,6 +57,10 @@ public struct BackupRestore: Operation {
     public var dryRun: Bool
     let code: String
 
+    init(key: String, snapshot: String?, to: String?, dryRun: Bool, code: String) {
+        self.key = key; self.snapshot = snapshot; self.to = to; self.dryRun = dryRun; self.code = code
+    }
+
     public init(engine: Engine, key: String, snapshot: String?, to: String?, dryRun: Bool) throws {
         self.key = key; self.snapshot = snapshot; self.to = to; self.dryRun = dryRun
         code = try engine.store.queue.read { db in try StateStore.find(db, key).code }
@@ -233,7 +237,57 @@ extension Backups {
 }
 
 extension Engine {
-    public func backupRestore(_ key: String, snapshot: String?, to: String?, dryRun: Bool) throws -> BackupRestoreReport {
-        try perform(try BackupRestore(engine: self, key: key, snapshot: snapshot, to: to, dryRun: dryRun))
+    /// `create`: a village this server does not have is made from its latest snapshot's
+    /// record first (a new server, the repository alone), then restored in place.
+    public func backupRestore(_ key: String, snapshot: String?, to: String?, dryRun: Bool, create: Bool = false) throws -> BackupRestoreReport {
+        let known = try store.queue.read { db in try? StateStore.find(db, key) }
+        if known == nil {
+            try Backups.require(config)
+            let restic = Restic(config)
+            let tag = key.contains(".") ? "code:" + key : "slug:" + key
+            let snaps = try restic.snapshots(tags: [tag]).filter { !($0.tags ?? []).contains("safety") }
+            guard let snap = snapshot.flatMap({ id in snaps.first { $0.id.hasPrefix(id) } }) ?? snaps.max(by: { $0.time < $1.time }) else {
+                throw DesaError(.notFound, "no tenant \(Quote.show(key)) here, and the repository has no snapshot of it")
+            }
+            guard create, to == nil else {
+                if to != nil { return try restoreUnknown(snap, key: key, to: to!, restic) }
+                throw DesaError(.notFound, "no tenant \(Quote.show(key)) here; the repository has snapshot \(snap.short_id) of it: add --create to make it from its record and restore it")
+            }
+            try createFromRecord(snap, restic, dryRun: dryRun)
+            if dryRun {
+                return BackupRestoreReport(slug: snap.tag("slug") ?? key, snapshot: snap.short_id, takenAt: snap.time, to: nil,
+                                           sizeBytes: try restic.restoreSize(snap.id), dryRun: true)
+            }
+            return try perform(try BackupRestore(engine: self, key: snap.tag("code") ?? key, snapshot: snap.id, to: nil, dryRun: false))
+        }
+        return try perform(try BackupRestore(engine: self, key: key, snapshot: snapshot, to: to, dryRun: dryRun))
+    }
+
+    /// `--to DIR` for a village this server does not know.
+    func restoreUnknown(_ snap: Restic.Snapshot, key: String, to: String, _ restic: Restic) throws -> BackupRestoreReport {
+        let op = BackupRestore(key: key, snapshot: snap.id, to: to, dryRun: false, code: snap.tag("code") ?? key)
+        try Backups.ensureStaging(config)
+        try op.restoreAside(snap, to: to, restic)
+        return BackupRestoreReport(slug: snap.tag("slug") ?? key, snapshot: snap.short_id, takenAt: snap.time, to: to,
+                                   sizeBytes: try restic.restoreSize(snap.id))
+    }
+
+    /// Makes the tenant its snapshot's `tenant.json` describes: code, name, kecamatan, slug,
+    /// template, PHP (when this server has it), a database if it had one, its quota, its aliases.
+    func createFromRecord(_ snap: Restic.Snapshot, _ restic: Restic, dryRun: Bool) throws {
+        guard snap.paths.count == 2 else { throw DesaError.invalid("snapshot \(snap.short_id) is not one of desa's") }
+        let r = try restic.must(["dump", "--no-lock", snap.id, snap.paths[1] + "/tenant.json"], "dump of tenant.json")
+        guard let record = try? JSONDecoder().decode(TenantBackupRecord.self, from: Data(r.stdout.utf8)) else {
+            throw DesaError.invalid("snapshot \(snap.short_id) has no readable tenant.json")
+        }
+        let village = try Village.validated(code: record.code, name: record.name, district: record.districtName, regency: config.regencyCode,
+                                            kind: record.kind, districtCode: record.districtCode)
+        let options = TenantOptions(template: record.template, php: config.php.versions[record.php] != nil ? record.php : nil,
+                                    withDB: record.database != nil && config.mariadb.enabled,
+                                    quota: config.quota.backend == .none ? nil : record.quotaBytes.map { ByteSize(bytes: $0) })
+        let made = try create(village, slug: record.slug, options: options, dryRun: dryRun)
+        if dryRun { return }
+        try check(made, "creating \(record.slug) from its record")
+        for alias in record.aliases { try check(try addAlias(record.code, domain: alias), "adding its alias \(alias)") }
     }
 }

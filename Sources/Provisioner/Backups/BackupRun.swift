@@ -223,7 +223,7 @@ public enum Backups {
         // A file larger than the quota can only be sparse: restic would read it whole.
         let limit = quotaBytes.map { $0 + 1 }
         let summary = try Restic(c).backup([home, stage], tags: ["desa", "code:" + t.code, "slug:" + t.slug] + extra,
-                                           excludes: excludes(home: home), excludeLargerThan: limit)
+                                           excludes: excludes(home: home), excludeLargerThan: limit, time: e.time.now())
         let id = summary.snapshot_id ?? ""
         if extra.isEmpty {
             let now = e.time.now()

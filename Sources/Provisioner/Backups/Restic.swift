@@ -81,8 +81,13 @@ public struct Restic: Sendable {
 
     /// Backs up `paths` as one snapshot with these tags. Exit 3 (some files could not be
     /// read) leaves an incomplete snapshot behind: it is forgotten and the backup fails.
-    public func backup(_ paths: [String], tags: [String], excludes: [String], excludeLargerThan: Int64?) throws -> Summary {
-        var args = ["backup", "--json", "--quiet", "--one-file-system"] + tags.flatMap { ["--tag", $0] }
+    /// The snapshot's time is `time`, the engine's clock (so retention can be tested).
+    public func backup(_ paths: [String], tags: [String], excludes: [String], excludeLargerThan: Int64?, time: Date) throws -> Summary {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone.current
+        f.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        var args = ["backup", "--json", "--quiet", "--one-file-system", "--time", f.string(from: time)] + tags.flatMap { ["--tag", $0] }
         args += excludes.flatMap { ["--exclude", $0] }
         if let n = excludeLargerThan { args += ["--exclude-larger-than", "\(n)"] }
         let r = try run(args + ["--"] + paths)

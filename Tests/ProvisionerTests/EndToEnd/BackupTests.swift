@@ -239,3 +239,87 @@ struct BackupTests {
         #expect(try h.desactl("backup", "restore", slug, "--to", h.dir + "/aside").ok)
     }
 }
+
+/// Failures and new servers: each its own sandbox.
+@Suite("Backups: failures stay loud, and a village moves to a new server", .serialized)
+struct BackupFailureTests {
+    let t = BackupTests()
+
+    @Test("a vanished database, an unreadable home and a dump that dies half-way: the others are backed up, the three named, no truncated snapshot left")
+    func threeFailures() throws {
+        let h = try t.sandbox("bkfail")
+        defer { h.destroy() }
+        try #require(try h.desactl("backup", "init").ok)
+        try #require(try h.desactl("tenant", "import", try h.bandungSubset(5), "--with-db").ok)
+        let slugs = try h.tenants().map { $0["slug"] as! String }.sorted()
+        try #require(try h.desactl("backup", "run", "--all").ok)
+        let (gone, unreadable, truncated) = (slugs[0], slugs[1], slugs[2])
+        try #require(try h.sql("DROP DATABASE \(try t.db(gone, h))").ok)
+        try FileManager.default.moveItem(atPath: h.dir + "/srv/" + unreadable, toPath: h.dir + "/moved-away")
+        // mariadb-dump dies half-way through one database, exiting 0 (the worst case).
+        let wrapper = h.dir + "/dump-wrapper"
+        try """
+        #!/bin/bash
+        for a in "$@"; do [[ $a == --result-file=* ]] && out=${a#--result-file=}; done
+        /usr/bin/mariadb-dump "$@" || exit $?
+        if [[ " $* " == *" \(try t.db(truncated, h)) "* ]]; then head -c 300 "$out" > "$out.part" && mv "$out.part" "$out"; fi
+        exit 0
+        """.write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        try h.set("mariadb", ["dump_binary": "\"\(wrapper)\""])
+        let r = try h.desactl("backup", "run", "--all", "--json")
+        #expect(r.status == 1)
+        let doc = try #require(try t.json(r) as? [String: Any])
+        let failed = (doc["failed"] as? [[String: Any]] ?? []).map { $0["slug"] as! String }
+        #expect(Set(failed) == [gone, unreadable, truncated], "\(r.stdout)")
+        #expect((doc["done"] as? [[String: Any]])?.count == 2)
+        let reasons = Dictionary((doc["failed"] as? [[String: Any]] ?? []).map { ($0["slug"] as! String, $0["reason"] as! String) }, uniquingKeysWith: { a, _ in a })
+        #expect(reasons[truncated]?.contains("no \"Dump completed\" trailer") == true, "\(reasons)")
+        #expect(reasons[unreadable]?.contains("home") == true, "\(reasons)")
+        for slug in [gone, unreadable, truncated] {
+            let snaps = try #require(try t.json(try h.desactl("backup", "snapshots", slug, "--json")) as? [[String: Any]])
+            #expect(snaps.count == 1, "\(slug): a failed backup left a snapshot")
+            #expect(try t.health(h, slug) == "down")
+        }
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: h.dir + "/state/backup/tenants")) == [], "staged dumps are removed")
+    }
+
+    @Test("a village restored onto a fresh server from the repository alone: its record, files, database, key and alias")
+    func newServer() throws {
+        let old = try t.sandbox("bkold")
+        defer { old.destroy() }
+        try #require(try old.desactl("backup", "init").ok)
+        try #require(try old.desactl("tenant", "create", "32.04.05.2001", "--name", "Cileunyi Kulon", "--district", "Cileunyi", "--with-db").ok)
+        let a = "cileunyi-kulon"
+        try #require(try old.desactl("tenant", "alias", "add", a, "cileunyikulon.desa.id").ok)
+        let home = old.dir + "/srv/" + a
+        #expect(try t.asTenant(old, a, "/bin/mkdir", home + "/public/desa").ok)
+        try t.write(old, a, "public/desa/app_key", "base64:c2VjcmV0\n")
+        try t.write(old, a, "public/index.html", "<h1>Cileunyi Kulon</h1>\n")
+        try t.write(old, a, "public/name with spaces.txt", "spaces\n")
+        let dbName = try t.db(a, old)
+        try #require(try old.sql("CREATE TABLE \(dbName).penduduk (nik CHAR(16) PRIMARY KEY, nama VARCHAR(50)); INSERT INTO \(dbName).penduduk VALUES ('3204050101010001', 'Asep')").ok)
+        try #require(try old.desactl("backup", "run", "--all").ok)
+
+        let new = try SandboxHarness("bknew", mariadb: true, start: false)
+        defer { new.destroy() }
+        try new.set("backup", ["repository": "\"\(old.dir)/backups/repo\"", "password_file": "\"\(new.dir)/state/copied-password\""])
+        try FileManager.default.copyItem(atPath: old.dir + "/state/backup-password", toPath: new.dir + "/state/copied-password")
+        try #require(try new.desactl("sandbox", "start").ok)
+        let refused = try new.desactl("backup", "restore", "32.04.05.2001")
+        #expect(!refused.ok && refused.stderr.contains("--create"), "\(refused.stderr)")
+        let r = try new.desactl("backup", "restore", "32.04.05.2001", "--create")
+        try #require(r.ok, "\(r.stdout) \(r.stderr)")
+        #expect(try new.get("\(a).bandungkab.go.id", "/").body == "<h1>Cileunyi Kulon</h1>\n")
+        #expect(try new.get("cileunyikulon.desa.id", "/name%20with%20spaces.txt").body == "spaces\n")
+        #expect(try new.sql("SELECT nama FROM \(dbName).penduduk").stdout == "Asep\n")
+        let newHome = new.dir + "/srv/" + a
+        #expect(Support.read(newHome + "/public/desa/app_key") == "base64:c2VjcmV0\n")
+        // Its files belong to its new user, and the credentials are the new server's.
+        let u = try #require(try new.users().first { $0.home == newHome })
+        var st = stat()
+        #expect(lstat(newHome + "/public/desa/app_key", &st) == 0 && Int(st.st_uid) == u.uid)
+        #expect(Support.read(newHome + "/.my.cnf") != Support.read(home + "/.my.cnf"))
+        #expect(try new.desactl("plan").stdout.contains("Nothing to do"))
+    }
+}
