@@ -323,3 +323,137 @@ struct BackupFailureTests {
         #expect(try new.desactl("plan").stdout.contains("Nothing to do"))
     }
 }
+
+/// The repository itself: sharing, retention by the clock, a full disk.
+@Suite("Backups: one repository shared by every village, kept by policy, safe when its disk fills", .serialized)
+struct BackupRepositoryTests {
+    let t = BackupTests()
+
+    /// Every entry under `root`: its type, mode, mtime, link target or content's hash.
+    static func inventory(_ root: String) -> [String: String] {
+        var out: [String: String] = [:]
+        let walker = FileManager.default.enumerator(atPath: root)
+        while let rel = walker?.nextObject() as? String {
+            let p = root + "/" + rel
+            var st = stat()
+            guard lstat(p, &st) == 0 else { continue }
+            var what = "\(st.st_mode):\(st.st_mtim.tv_sec)"
+            switch st.st_mode & S_IFMT {
+            case S_IFLNK: what += ":-> " + ((try? FileManager.default.destinationOfSymbolicLink(atPath: p)) ?? "?")
+            case S_IFREG:
+                let data = FileManager.default.contents(atPath: p) ?? Data()
+                var h: UInt64 = 14_695_981_039_346_656_037
+                for b in data { h = (h ^ UInt64(b)) &* 1_099_511_628_211 }
+                what += ":\(data.count):\(h)"
+            default: what += ":dir"
+            }
+            out[rel] = what
+        }
+        return out
+    }
+
+    @Test("50 villages sharing a 30 MB application tree: the repository holds it once, and each restore is identical, names with spaces, modes, times and links")
+    func sharedTree() throws {
+        let h = try t.sandbox("bkshare")
+        defer { h.destroy() }
+        try #require(try h.desactl("backup", "init").ok)
+        let csv = Support.read(Support.bandung).split(separator: "\n")
+        let withDB = h.dir + "/db.csv", without = h.dir + "/nodb.csv"
+        try (csv.prefix(11).joined(separator: "\n") + "\n").write(toFile: withDB, atomically: true, encoding: .utf8)
+        try ([csv[0]] + csv.dropFirst(11).prefix(40)).joined(separator: "\n").appending("\n").write(toFile: without, atomically: true, encoding: .utf8)
+        try #require(try h.desactl("tenant", "import", withDB, "--with-db").ok)
+        try #require(try h.desactl("tenant", "import", without).ok)
+        // The application: 300 files of 100 KB of random bytes.
+        let tree = h.dir + "/app"
+        try FileManager.default.createDirectory(atPath: tree + "/vendor/lib dir", withIntermediateDirectories: true)
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<300 {
+            let bytes = (0..<(100 << 10)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            try Data(bytes).write(to: URL(fileURLWithPath: tree + (i % 3 == 0 ? "/vendor/lib dir" : "") + "/file \(i).php"))
+        }
+        var unique = Int64(300 << 10) * 100
+        let tenants = try h.tenants()
+        #expect(tenants.count == 50)
+        for (i, tn) in tenants.enumerated() {
+            let slug = tn["slug"] as! String, uid = tn["uid"] as! Int
+            let pub = h.dir + "/srv/\(slug)/public"
+            try #require(try h.runner.run(["/bin/cp", "-a", tree, pub + "/app"]).ok)
+            let own = (0..<(40 << 10)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            try Data(own).write(to: URL(fileURLWithPath: pub + "/foto desa \(i).jpg"))
+            unique += Int64(own.count)
+            chmod(pub + "/foto desa \(i).jpg", 0o600)
+            try FileManager.default.createSymbolicLink(atPath: pub + "/latest.jpg", withDestinationPath: "foto desa \(i).jpg")
+            var times = [timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0), timespec(tv_sec: 1_700_000_000 + i, tv_nsec: 0)]
+            utimensat(AT_FDCWD, pub + "/foto desa \(i).jpg", &times, 0)
+            try #require(try h.runner.run(["/bin/chown", "-R", "-h", "\(uid):\(uid)", pub + "/app", pub + "/foto desa \(i).jpg", pub + "/latest.jpg"]).ok)
+        }
+        let run = try h.desactl("backup", "run", "--all")
+        try #require(run.ok, "\(run.stdout) \(run.stderr)")
+        let du = try h.runner.run(["/usr/bin/du", "-sb", h.dir + "/backups/repo"])
+        let repo = Int64(du.stdout.split(separator: "\t").first ?? "0") ?? 0
+        #expect(Double(repo) <= 1.2 * Double(unique), "repository \(repo) bytes for \(unique) bytes of unique data")
+        for tn in tenants.prefix(12).suffix(4) {
+            let slug = tn["slug"] as! String
+            let aside = h.dir + "/aside-" + slug
+            try #require(try h.desactl("backup", "restore", slug, "--to", aside).ok)
+            let live = Self.inventory(h.dir + "/srv/\(slug)/public"), back = Self.inventory(aside + "/files/public")
+            #expect(live.count > 300 && live == back, "\(slug): \(Set(live.keys).symmetricDifference(back.keys).prefix(5))")
+        }
+    }
+
+    @Test("retention by the clock: forget keeps exactly what keep_daily and keep_weekly say")
+    func retention() throws {
+        let h = try t.sandbox("bkkeep", settings: ["keep_daily": "3", "keep_weekly": "2", "keep_monthly": "0"])
+        defer { h.destroy() }
+        try #require(try h.desactl("backup", "init").ok)
+        try #require(try h.desactl("tenant", "create", "32.04.05.2001", "--name", "Cileunyi Kulon", "--district", "Cileunyi").ok)
+        let start = Date(timeIntervalSince1970: 1_830_297_600 + 12 * 3600)  // 2028-01-01 12:00 UTC
+        var days: [Date] = []
+        for d in 0..<20 {
+            let now = start.addingTimeInterval(Double(d) * 86_400)
+            let r = try h.desactl(now: now, "backup", "run", "cileunyi-kulon")
+            try #require(r.ok, "\(r.stdout) \(r.stderr)")
+            days.append(now)
+        }
+        // What the policy keeps, newest first: the last of each of the 3 newest days, the last of each of the 2 newest weeks.
+        var cal = Calendar(identifier: .iso8601)
+        cal.timeZone = .current
+        var keep = Set<Date>(), dayBuckets: [String] = [], weekBuckets: [String] = []
+        for d in days.reversed() {
+            let c = cal.dateComponents([.year, .month, .day, .yearForWeekOfYear, .weekOfYear], from: d)
+            let day = "\(c.year!)-\(c.month!)-\(c.day!)", week = "\(c.yearForWeekOfYear!)-\(c.weekOfYear!)"
+            if dayBuckets.count < 3, dayBuckets.last != day { dayBuckets.append(day); keep.insert(d) }
+            if weekBuckets.count < 2, weekBuckets.last != week { weekBuckets.append(week); keep.insert(d) }
+        }
+        let f = try h.desactl(now: days.last!, "backup", "forget")
+        #expect(f.ok && f.stdout.contains("kept \(keep.count) snapshots, removed \(20 - keep.count)"), "\(f.stdout) \(f.stderr)")
+        let snaps = try #require(try t.json(try h.desactl("backup", "snapshots", "cileunyi-kulon", "--json")) as? [[String: Any]])
+        let left = Set(snaps.compactMap { ($0["time"] as? String).flatMap(Timestamp.parseRFC3339) }.map { Int($0.timeIntervalSince1970) })
+        #expect(left == Set(keep.map { Int($0.timeIntervalSince1970) }), "\(snaps)")
+    }
+
+    @Test("the repository's disk fills: a clear error, and the earlier snapshots are intact")
+    func diskFull() throws {
+        let h = try t.sandbox("bkfull")
+        defer { h.destroy() }
+        let image = h.dir + "/small.img", mount = h.dir + "/small"
+        try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true)
+        try #require(try h.runner.run(["/usr/bin/truncate", "-s", "12M", image]).ok)
+        try #require(try h.runner.run(["/sbin/mkfs.ext4", "-q", "-m", "0", image]).ok)
+        let mounted = try h.runner.run(["/bin/mount", "-o", "loop", image, mount])
+        try #require(mounted.ok, "\(mounted.message)")
+        defer { _ = try? h.runner.run(["/bin/umount", mount]) }
+        try h.set("backup", ["repository": "\"\(mount)/repo\""])
+        try #require(try h.desactl("backup", "init").ok)
+        try #require(try h.desactl("tenant", "import", try h.bandungSubset(2)).ok)
+        let slugs = try h.tenants().map { $0["slug"] as! String }.sorted()
+        try #require(try h.desactl("backup", "run", "--all").ok)
+        let big = try t.asTenant(h, slugs[1], "/usr/bin/dd", "if=/dev/urandom", "of=" + h.dir + "/srv/\(slugs[1])/public/big.bin", "bs=1M", "count=16", "status=none")
+        try #require(big.ok)
+        let r = try h.desactl("backup", "run", "--all")
+        #expect(r.status == 1 && r.stdout.contains("FAILED \(slugs[1])") && r.stdout.lowercased().contains("no space left"), "\(r.stdout) \(r.stderr)")
+        let check = try h.desactl("backup", "verify", "--tenants", "2")
+        #expect(check.ok, "\(check.stdout) \(check.stderr)")
+        #expect(try h.desactl("backup", "restore", slugs[0], "--to", h.dir + "/aside").ok)
+    }
+}
