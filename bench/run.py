@@ -780,7 +780,9 @@ def bench_backup(n=280, nights=7, sample=20):
     """Nightly backups of n villages (see the module's doc)."""
     import random
     rnd = random.Random(20)
-    sb = Sandbox("backup", 18490, "bkb", 820000, init_args=("--with-mariadb", "--mariadb-port", "18491", "--with-backups"))
+    parallel = int(os.environ.get("BENCH_BACKUP_PARALLEL", "2"))
+    sb = Sandbox("backup", 18490, "bkb", 820000, extra_toml=f"parallel = {parallel}",
+                 init_args=("--with-mariadb", "--mariadb-port", "18491", "--with-backups"))
     try:
         lines = open(BANDUNG).read().splitlines()
         subset = sb.dir + "/subset.csv"
@@ -854,7 +856,7 @@ def bench_backup(n=280, nights=7, sample=20):
         sb.destroy()
     nightly = [r["wall_s"] for r in runs[1:]] or [runs[0]["wall_s"]]
     res = {
-        "villages": n, "nights": nights, "opensid_tree_bytes": tree_bytes, "own_bytes_total": own_bytes,
+        "villages": n, "nights": nights, "parallel": parallel, "opensid_tree_bytes": tree_bytes, "own_bytes_total": own_bytes,
         "unique_data_bytes": tree_bytes + own_bytes, "setup_s": round(setup_s, 1), "runs": runs,
         "desa_repository_bytes": runs[-1]["repository_bytes"], "desa_incremental_night_s_median": statistics.median(nightly),
         "restore_in_place_s": round(restore_s, 2),
