@@ -207,7 +207,29 @@ extension Engine {
             out.append("made the repository \(config.backup.repository)")
             record(op: "backup init", target: config.backup.repository, outcome: "ok", detail: "repository made")
         }
+        out.append(try lightKey())
         out.append("KEEP A COPY OF \(pw) AWAY FROM THIS SERVER: without it the backups cannot be read, by anyone.")
         return out
+    }
+
+    /// The light key (`ResticKey`) of a local repository with desa's own password, made once
+    /// and its ID recorded for restic to try first; said plainly when there can be none.
+    func lightKey() throws -> String {
+        let hint = Restic.keyHintFile(config)
+        guard let dir = ResticKey.localPath(config.backup.repository) else {
+            try? FileManager.default.removeItem(atPath: hint)
+            return "the repository is remote: every restic call derives its key with restic's own scrypt (about 0.5 s of CPU)"
+        }
+        let password = try ResticKey.password(at: config.backupPasswordFile)
+        guard ResticKey.isGenerated(password) else {
+            try? FileManager.default.removeItem(atPath: hint)
+            return "the password in \(config.backupPasswordFile) is not one desa made (64 hex digits), so restic's key stretching stays on every call (about 0.5 s of CPU)"
+        }
+        let key = try ResticKey.ensureLight(repository: dir, password: password, hostname: ProcessInfo.processInfo.hostName, now: time.now())
+        try AtomicFiles.write([FileWrite(path: hint, content: key.id + "\n", mode: 0o600)])
+        if key.added { record(op: "backup init", target: config.backup.repository, outcome: "ok", detail: "light key \(key.id.prefix(8)) added") }
+        return key.added
+            ? "added a light key \(key.id.prefix(8)) for the same password (scrypt N=\(ResticKey.lightN); the password is 256 random bits, so stretching it adds nothing): restic calls open the repository in milliseconds"
+            : "the light key \(key.id.prefix(8)) is there: restic calls open the repository in milliseconds"
     }
 }

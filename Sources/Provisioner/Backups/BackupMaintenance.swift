@@ -43,7 +43,7 @@ public struct BackupForget: Operation {
         let json = r.stdout.split(whereSeparator: \.isNewline).first { $0.hasPrefix("[") }.map(String.init) ?? "[]"
         let groups = (try? JSONDecoder().decode([Group]?.self, from: Data(json.utf8))) ?? []
         var report = BackupForgetReport(dryRun: dryRun)
-        for g in groups ?? [] { report.kept += g.keep?.count ?? 0; report.removed += g.remove?.count ?? 0 }
+        for g in groups { report.kept += g.keep?.count ?? 0; report.removed += g.remove?.count ?? 0 }
         return report
     }
 }

@@ -10,14 +10,21 @@ public struct Restic: Sendable {
     public var settings: BackupSettings
     public var passwordFile: String
     public var cacheDir: String
+    /// The light key restic tries first (`ResticKey`), when `backup init` added one.
+    public var keyHint: String?
     public var runner: SystemProcessRunner
 
     public init(_ config: Config) {
         settings = config.backup
         passwordFile = config.backupPasswordFile
         cacheDir = config.backupStagingDir + "/cache"
+        keyHint = (try? String(contentsOfFile: Self.keyHintFile(config), encoding: .utf8))
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
         runner = SystemProcessRunner()
     }
+
+    /// Where `backup init` records the light key's ID.
+    static func keyHintFile(_ c: Config) -> String { c.backupStagingDir + "/key-hint" }
 
     /// A snapshot as `restic snapshots --json` lists it.
     public struct Snapshot: Sendable, Equatable, Decodable {
@@ -49,7 +56,7 @@ public struct Restic: Sendable {
         o.environment = Spawn.environment() + [
             "RESTIC_REPOSITORY=" + settings.repository, "RESTIC_PASSWORD_FILE=" + passwordFile,
             "RESTIC_CACHE_DIR=" + cacheDir, "HOME=" + cacheDir, "RESTIC_PROGRESS_FPS=0.016",
-        ]
+        ] + (keyHint.map { ["RESTIC_KEY_HINT=" + $0] } ?? [])
         o.stdin = stdin
         return try runner.capture([settings.restic] + args, o)
     }

@@ -55,6 +55,7 @@ struct BackupTests {
         let initR = try h.desactl("backup", "init")
         try #require(initR.ok, "\(initR.message)")
         #expect(initR.stdout.contains("KEEP A COPY"))
+        #expect(initR.stdout.contains("added a light key"), "\(initR.stdout)")
         var st = stat()
         #expect(lstat(h.dir + "/state/backup-password", &st) == 0 && st.st_mode & 0o777 == 0o600)
         #expect(try h.desactl("backup", "init").stdout.contains("nothing to do"), "init twice changes nothing")
