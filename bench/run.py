@@ -31,7 +31,14 @@
                         `backup run --all` with 1% churn each, against what the panels do (a tar.gz
                         of each home and a gzipped dump per village per night, kept 7 days; timed
                         on a sample of villages and scaled), same run: repository size and nightly
-                        wall time of each; one village restored in place.
+                        wall time of each; one village restored in place. The third night opens
+                        the repository with restic's own calibrated key instead of backup init's
+                        light one: the baseline, same run.
+  bench/run.py package  From a fresh Debian 12 root booted with systemd (the package test's): apt-get
+                        install of dist/desa_*-1_amd64.deb, desactl init and the Bandung import until all
+                        280 answer 200, against the ten manual steps the README gave before the
+                        package (release binaries, the toolchain bound in), same run; the package's
+                        size against the two binaries plus the toolchain libraries they load.
 
 Needs root, a release build (bench/run.sh builds it) and nothing listening on the ports.
 """
@@ -816,6 +823,7 @@ def bench_backup(n=280, nights=7, sample=20):
         setup_s = time.perf_counter() - t0
         tree_bytes = du_bytes(tree)
         repo = sb.dir + "/backups/repo"
+        hint = sb.dir + "/state/backup/key-hint"
         runs = []
         for night in range(nights):
             if night > 0:
@@ -828,13 +836,25 @@ def bench_backup(n=280, nights=7, sample=20):
                     os.chown(f"{up}/night {night}.jpg", t["uid"], t["uid"])
                     db = "desa_" + t["code"].replace(".", "")
                     subprocess.run(mysql + ["-e", f"INSERT INTO {db}.penduduk VALUES ({1000 + night}, 'night {night}')"], check=True)
+            # The baseline, in the same run: the third night opens the repository with restic's
+            # own calibrated key (as without backup init's light key), the others with the light key.
+            # The light key's file is moved out too: without a hint restic tries the keys in
+            # the order it lists them, and the light one, when first, opens the repository.
+            calibrated = night == 2 and os.path.exists(hint)
+            if calibrated:
+                light = repo + "/keys/" + open(hint).read().strip()
+                os.rename(hint, hint + ".aside")
+                os.rename(light, sb.dir + "/light-key.aside")
             dt, _, out = sb.desactl("backup", "run", "--all", "--json")
+            if calibrated:
+                os.rename(hint + ".aside", hint)
+                os.rename(sb.dir + "/light-key.aside", light)
             r = json.loads(out)
             assert not r["failed"], r["failed"]
             runs.append({"night": night + 1, "wall_s": round(dt, 2), "added_bytes": sum(d["bytes_added"] for d in r["done"]),
-                         "repository_bytes": du_bytes(repo)})
+                         "repository_bytes": du_bytes(repo), "key": "calibrated" if calibrated else "light"})
             print(f"night {night + 1}: {n} villages in {dt:.1f} s, {runs[-1]['added_bytes'] / 1e6:.1f} MB added, "
-                  f"repository {runs[-1]['repository_bytes'] / 1e6:.1f} MB")
+                  f"repository {runs[-1]['repository_bytes'] / 1e6:.1f} MB, {runs[-1]['key']} key", flush=True)
         restore_s = sb.desactl("backup", "restore", tenants[0]["slug"])[0]
         # The panels: a tar.gz of each home and a gzipped dump per village per night, kept 7
         # days; a sample of villages timed and scaled (every night costs the same).
@@ -854,12 +874,15 @@ def bench_backup(n=280, nights=7, sample=20):
         panel_night_s = panel_sample_s * n / sample
     finally:
         sb.destroy()
-    nightly = [r["wall_s"] for r in runs[1:]] or [runs[0]["wall_s"]]
+    nightly = [r["wall_s"] for r in runs[1:] if r["key"] == "light"] or [runs[0]["wall_s"]]
+    calibrated = [r["wall_s"] for r in runs if r["key"] == "calibrated"]
     res = {
         "villages": n, "nights": nights, "parallel": parallel, "opensid_tree_bytes": tree_bytes, "own_bytes_total": own_bytes,
         "unique_data_bytes": tree_bytes + own_bytes, "setup_s": round(setup_s, 1), "runs": runs,
         "desa_repository_bytes": runs[-1]["repository_bytes"], "desa_incremental_night_s_median": statistics.median(nightly),
         "restore_in_place_s": round(restore_s, 2),
+        "incremental_night_s_calibrated_key": calibrated[0] if calibrated else None,
+        "calibrated_vs_light_key": round(calibrated[0] / statistics.median(nightly), 2) if calibrated else None,
         "panels": {"sample_villages": sample, "night_s_scaled": round(panel_night_s, 1), "night_bytes_scaled": int(panel_night_bytes),
                    "repository_bytes_7_nights": int(panel_night_bytes * 7)},
         "repository_ratio_panels_vs_desa": round(panel_night_bytes * 7 / runs[-1]["repository_bytes"], 1),
@@ -871,7 +894,136 @@ def bench_backup(n=280, nights=7, sample=20):
           f"({res['repository_ratio_panels_vs_desa']}x; target >= 10x)")
     print(f"nightly: first {runs[0]['wall_s']} s, incremental median {res['desa_incremental_night_s_median']} s (target < 180 s); "
           f"the panels' night {res['panels']['night_s_scaled']} s ({res['night_ratio_panels_vs_desa']}x); restore in place {res['restore_in_place_s']} s (target < 60 s)")
+    if calibrated:
+        print(f"the same incremental night with restic's calibrated key: {calibrated[0]} s ({res['calibrated_vs_light_key']}x the light key's)")
     save("backup" if n == 280 else f"backup-{n}", res)
+
+
+def bench_package():
+    """From a fresh Debian 12 root (booted, systemd as PID 1): the package's way against the ten
+    manual steps the README gave before it, same container type, same run; and sizes."""
+    import glob
+    debs = sorted(glob.glob(os.path.join(ROOT, "dist", "desa_*-1_amd64.deb")))
+    if not debs:
+        sys.exit("bench package: no dist/desa_*-1_amd64.deb: run bash scripts/build-deb.sh first")
+    deb = debs[-1]
+    rootfs = os.environ.get("DESA_PACKAGE_ROOTFS", "/var/cache/desa-tests/bookworm-package-rootfs")
+    if not os.path.exists(rootfs + "/usr/lib/systemd/systemd"):
+        sys.exit(f"bench package: no root filesystem at {rootfs}: run the package test once (swift test --filter PackageTests)")
+    release = os.path.dirname(DESACTL)
+
+    def boot(name, bind_swift):
+        d = f"/var/tmp/desa-bench-{name}"
+        subprocess.run(["rm", "-rf", "--one-file-system", d])
+        os.makedirs(d)
+        log = open(d + "/console.log", "w")
+        argv = ["systemd-nspawn", "--quiet", "-D", d + "/root", "--template=" + rootfs, "-M", name, "-b", "--register=no",
+                "--keep-unit", "--private-network", "--console=pipe"] + (["--bind-ro=/opt/swift"] if bind_swift else [])
+        p = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        leader = None
+        for _ in range(600):
+            kids = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+            leader = next((k for k in kids if open(f"/proc/{k}/comm").read().startswith("systemd")), None)
+            if leader:
+                st = subprocess.run(["nsenter", "-t", leader, "-a", "systemctl", "is-system-running"], capture_output=True, text=True).stdout.strip()
+                if st in ("running", "degraded"):
+                    break
+            time.sleep(0.1)
+        return p, leader, d
+
+    def run(leader, *argv, check=True):
+        r = subprocess.run(["nsenter", "-t", leader, "-a", "/usr/bin/env", "DEBIAN_FRONTEND=noninteractive",
+                            "PATH=/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"] + list(argv), capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv)}: {r.stdout[-800:]} {r.stderr[-800:]}")
+        return r
+
+    def all_200(leader, d):
+        slugs = [t["slug"] for t in json.loads(run(leader, "desactl", "tenant", "list", "--json").stdout)]
+        with open(d + "/root/var/tmp/urls.curl", "w") as f:
+            for s_ in slugs:
+                f.write(f'url = "http://{s_}.bandungkab.go.id/"\noutput = "/dev/null"\n')
+        out = run(leader, "curl", "-s", "--connect-to", "::127.0.0.1:80", "-w", "%{http_code}\\n", "--config", "/var/tmp/urls.curl").stdout.split()
+        assert len(out) == 280 and all(c == "200" for c in out), out[:5]
+
+    def stop(p, d):
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+        subprocess.run(["rm", "-rf", "--one-file-system", d])
+
+    figures = {}
+    # The package's way: apt-get install, desactl init, import; until all 280 answer 200.
+    p, leader, d = boot("desa-bench-pkg", False)
+    try:
+        shutil.copy(deb, d + "/root/var/tmp/desa.deb")
+        shutil.copy(BANDUNG, d + "/root/var/tmp/bandung.csv")
+        t0 = time.perf_counter()
+        run(leader, "apt-get", "install", "-y", "/var/tmp/desa.deb")
+        t_install = time.perf_counter() - t0
+        run(leader, "desactl", "init", "--regency", "32.04", "--domain", "bandungkab.go.id")
+        t_init = time.perf_counter() - t0
+        run(leader, "desactl", "tenant", "import", "/var/tmp/bandung.csv")
+        all_200(leader, d)
+        figures["package"] = {"install_s": round(t_install, 2), "to_init_s": round(t_init, 2), "to_280_served_s": round(time.perf_counter() - t0, 2)}
+    finally:
+        stop(p, d)
+    # The README's ten manual steps before the package (the toolchain bound in, not timed;
+    # the build not timed either: the release binaries are copied in as step 2 did).
+    p, leader, d = boot("desa-bench-manual", True)
+    try:
+        root = d + "/root"
+        shutil.copy(BANDUNG, root + "/var/tmp/bandung.csv")
+        t0 = time.perf_counter()
+        for b in ("desactl", "desa-agent"):
+            shutil.copy(os.path.join(release, b), root + "/usr/local/sbin/" + b)
+        os.makedirs(root + "/usr/share/desa", exist_ok=True)
+        os.makedirs(root + "/etc/desa", exist_ok=True)
+        shutil.copytree(os.path.join(ROOT, "templates"), root + "/usr/share/desa/templates", dirs_exist_ok=True)
+        with open(root + "/etc/nginx/conf.d/desa.conf", "w") as f:
+            f.write("server_names_hash_bucket_size 128;\ninclude /etc/nginx/desa/*.conf;\n")
+        with open(root + "/etc/desa/desa.toml", "w") as f:
+            f.write('mode = "production"\n[regency]\ncode = "32.04"\ndomain = "bandungkab.go.id"\n')
+        os.chmod(root + "/etc/desa/desa.toml", 0o600)
+        unit = open(os.path.join(ROOT, "systemd/desa-agent.service")).read().replace("/usr/sbin/desa-agent", "/usr/local/sbin/desa-agent")
+        with open(root + "/etc/systemd/system/desa-agent.service", "w") as f:
+            f.write(unit)
+        os.makedirs(root + "/usr/lib/systemd/catalog", exist_ok=True)
+        shutil.copy(os.path.join(ROOT, "systemd/desa.catalog"), root + "/usr/lib/systemd/catalog/desa.catalog")
+        run(leader, "journalctl", "--update-catalog")
+        run(leader, "systemctl", "daemon-reload")
+        run(leader, "systemctl", "enable", "--now", "desa-agent")
+        run(leader, "systemctl", "reload", "nginx")
+        run(leader, "desactl", "tenant", "import", "/var/tmp/bandung.csv")
+        all_200(leader, d)
+        figures["manual"] = {"to_280_served_s": round(time.perf_counter() - t0, 2)}
+    finally:
+        stop(p, d)
+    # Sizes: the package against the two binaries and the toolchain's libraries they load.
+    libs = set()
+    for b in ("desactl", "desa-agent"):
+        for line in subprocess.run(["ldd", os.path.join(release, b)], capture_output=True, text=True).stdout.splitlines():
+            parts = line.split("=>")
+            if len(parts) == 2 and parts[1].strip().startswith("/opt/swift"):
+                libs.add(os.path.realpath(parts[1].split()[0]))
+    dynamic = sum(os.path.getsize(os.path.join(release, b)) for b in ("desactl", "desa-agent")) + sum(os.path.getsize(l) for l in libs)
+    installed = int(subprocess.run(["dpkg-deb", "-f", deb, "Installed-Size"], capture_output=True, text=True).stdout) * 1024
+    res = {
+        "deb": os.path.basename(deb), "deb_bytes": os.path.getsize(deb), "installed_bytes": installed,
+        "binaries_and_toolchain_libraries_bytes": dynamic, "toolchain_libraries": len(libs),
+        "size_ratio_dynamic_vs_deb": round(dynamic / os.path.getsize(deb), 1),
+        "times": figures,
+        "time_ratio_package_vs_manual": round(figures["package"]["to_280_served_s"] / figures["manual"]["to_280_served_s"], 2),
+    }
+    print(f"package {res['deb']}: {res['deb_bytes'] / 1e6:.1f} MB ({installed / 1e6:.0f} MB installed) against "
+          f"{dynamic / 1e6:.0f} MB for the two binaries and the {len(libs)} toolchain libraries they load ({res['size_ratio_dynamic_vs_deb']}x)")
+    print(f"fresh Debian 12 to 280 villages answering 200: package {figures['package']['to_280_served_s']} s "
+          f"(apt-get install {figures['package']['install_s']} s, init done at {figures['package']['to_init_s']} s); "
+          f"the ten manual steps {figures['manual']['to_280_served_s']} s ({res['time_ratio_package_vs_manual']}x)")
+    save("package", res)
 
 
 if __name__ == "__main__":
@@ -892,5 +1044,7 @@ if __name__ == "__main__":
         bench_masters(int(sys.argv[2]) if len(sys.argv) > 2 and which == "masters" else 280)
     if which in ("backup", "all"):
         bench_backup(int(sys.argv[2]) if len(sys.argv) > 2 and which == "backup" else 280)
+    if which in ("package", "all"):
+        bench_package()
     if which in ("https", "all"):
         bench_https(int(sys.argv[2]) if len(sys.argv) > 2 and which == "https" else None)

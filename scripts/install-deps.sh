@@ -19,6 +19,8 @@ packages+=(acl e2fsprogs quota user-mode-linux kmod)
 # Backups: restic makes and reads the snapshots, rsync copies a restore in as the tenant, and
 # rclone serves an append-only repository (the off-site setup the tests prove).
 packages+=(restic rsync rclone)
+# The Debian package: scripts/build-deb.sh builds it with debhelper, and its test runs lintian.
+packages+=(debhelper dpkg-dev lintian)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

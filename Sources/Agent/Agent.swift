@@ -22,7 +22,8 @@ struct AgentCommand: AsyncParsableCommand {
         writes a journal entry for each change of state (journalctl -x MESSAGE_ID=... or \
         DESA_OP=health). Certificates that are due are renewed every health.renew_interval; \
         drift is repaired only when health.repair_drift is on.
-        """
+        """,
+        version: DesaVersion.string
     )
 
     @Option(help: ArgumentHelp("Config file (default: $DESA_CONFIG or /etc/desa/desa.toml).", valueName: "PATH"))

@@ -13,7 +13,8 @@ struct Desactl: ParsableCommand {
         The config comes from --config, else $DESA_CONFIG, else /etc/desa/desa.toml.
         Mutating commands take --dry-run (print the plan, change nothing) and --json.
         """,
-        subcommands: [SandboxCommand.self, TenantCommand.self, DatabaseCommand.self, AppCommand.self, CertCommand.self, HealthCommand.self, JobCommand.self, QuotaCommand.self, BackupCommand.self, PlanCommand.self, ApplyCommand.self, ConfigCommand.self]
+        version: DesaVersion.string,
+        subcommands: [InitCommand.self, SandboxCommand.self, TenantCommand.self, DatabaseCommand.self, AppCommand.self, CertCommand.self, HealthCommand.self, JobCommand.self, QuotaCommand.self, BackupCommand.self, PlanCommand.self, ApplyCommand.self, ConfigCommand.self]
     )
 
     /// `desactl --config PATH <command> ...`: a --config before the command names applies

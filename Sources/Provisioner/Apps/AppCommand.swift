@@ -17,8 +17,8 @@ public struct AppCommand: ParsableCommand {
             abstract: "Install OpenSID from its release tarball into a tenant, ready for the village's operator to log in.",
             discussion: """
             The tenant gets the opensid template and a database (if it has none). The release is
-            unpacked by the tenant's own user; OpenSID's database settings read the tenant's
-            .my.cnf, so its web installer is never offered; OpenSID's first run fills the database
+            unpacked by the tenant's own user; OpenSID's database settings read the tenant's own
+            file .my.cnf, so its web installer is never offered; OpenSID's first run fills the database
             before the site goes public; the admin's password is printed once (or read from
             --admin-password-file). Needs mariadb.enabled = true and an empty web root.
             """)

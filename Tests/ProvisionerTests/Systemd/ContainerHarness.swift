@@ -17,7 +17,19 @@ import Glibc
 /// test process die first, nspawn gets SIGTERM (its parent-death signal) and the next
 /// harness removes the copy.
 final class ContainerHarness: @unchecked Sendable {
-    static let rootfs = environment("DESA_TEST_ROOTFS") ?? "/var/cache/desa-tests/bookworm-rootfs"
+    /// A root filesystem to boot: where it is built, what it holds besides minbase, and
+    /// whether the host's Swift runtime is bound into it.
+    struct Image: Sendable {
+        var rootfs: String
+        var packages: [String]
+        var bindSwift: Bool
+
+        /// The agent's tests: desa's binaries from the host's build, with /opt/swift.
+        static let agent = Image(rootfs: environment("DESA_TEST_ROOTFS") ?? "/var/cache/desa-tests/bookworm-rootfs",
+                                 packages: ContainerHarness.packages, bindSwift: true)
+    }
+
+    static let rootfs = Image.agent.rootfs
     /// The Debian mirror apt uses here (`/etc/apt/sources.list.d/debian.sources`).
     static let mirror = environment("DESA_TEST_MIRROR") ?? "http://deb.debian.org/debian"
     /// What the image holds besides minbase: systemd as init, the services desa drives, the
@@ -48,10 +60,13 @@ final class ContainerHarness: @unchecked Sendable {
     }()
 
     /// The root filesystem, built if missing; nil when it is ready, else why not.
-    static let prepared: String? = {
+    static let prepared: String? = prepare(.agent)
+
+    /// `image`'s root filesystem, built if missing; nil when it is ready, else why not.
+    static func prepare(_ image: Image) -> String? {
         if let why = preflight { return why }
-        do { try buildRootfs(); return nil } catch { return (error as? DesaError)?.message ?? "\(error)" }
-    }()
+        do { try buildRootfs(image); return nil } catch { return (error as? DesaError)?.message ?? "\(error)" }
+    }
 
     /// The condition of the suites that boot a container; prints why not when they are skipped.
     static var canBoot: Bool { said }
@@ -64,8 +79,9 @@ final class ContainerHarness: @unchecked Sendable {
     /// Builds `rootfs` unless it is there: debootstrap into `<rootfs>.partial-<pid>`, then
     /// a rename. Partial trees of processes that died are removed first. A tree built from
     /// another package list (its stamp, /etc/desa-test-rootfs, differs) is built again.
-    static func buildRootfs() throws {
+    static func buildRootfs(_ image: Image) throws {
         let fm = FileManager.default
+        let rootfs = image.rootfs, packages = image.packages
         let stamp = "/etc/desa-test-rootfs"
         let wanted = "bookworm minbase " + packages.joined(separator: " ") + "\n"
         if fm.fileExists(atPath: rootfs + "/usr/lib/systemd/systemd") {
@@ -132,7 +148,7 @@ final class ContainerHarness: @unchecked Sendable {
 
     /// Boots a copy of the root filesystem and waits until `systemctl is-system-running`
     /// says `running` (or `degraded`).
-    init(name: String, timeout: TimeInterval = 90) throws {
+    init(name: String, image: Image = .agent, timeout: TimeInterval = 90) throws {
         self.name = name
         Self.sweep()
         dir = "/var/tmp/desa-nspawn-\(getpid())-\(name)"
@@ -140,9 +156,9 @@ final class ContainerHarness: @unchecked Sendable {
         _ = try? Self.runner.run(["/bin/rm", "-rf", "--one-file-system", dir])
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         nspawn = try Self.spawnWatched(["/usr/bin/setpriv", "--pdeathsig", "TERM", "--",
-                                        "/usr/bin/systemd-nspawn", "--quiet", "-D", root, "--template=" + Self.rootfs, "-M", name,
-                                        "-b", "--register=no", "--keep-unit", "--private-network", "--console=pipe",
-                                        "--bind-ro=/opt/swift"], log: dir + "/console.log", ended: ended)
+                                        "/usr/bin/systemd-nspawn", "--quiet", "-D", root, "--template=" + image.rootfs, "-M", name,
+                                        "-b", "--register=no", "--keep-unit", "--private-network", "--console=pipe"]
+                                        + (image.bindSwift ? ["--bind-ro=/opt/swift"] : []), log: dir + "/console.log", ended: ended)
         do {
             try waitForBoot(timeout: timeout)
         } catch {

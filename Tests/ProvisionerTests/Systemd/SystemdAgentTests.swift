@@ -35,8 +35,8 @@ struct SystemdAgentTests {
         booted = h
         atexit { SystemdAgentTests.booted?.shutdown() }
         let build = URL(fileURLWithPath: Support.desactl).deletingLastPathComponent().path
-        try h.copyIn(build + "/desactl", to: "/usr/local/sbin/desactl")
-        try h.copyIn(build + "/desa-agent", to: "/usr/local/sbin/desa-agent")
+        try h.copyIn(build + "/desactl", to: "/usr/sbin/desactl")
+        try h.copyIn(build + "/desa-agent", to: "/usr/sbin/desa-agent")
         try h.copyIn(Support.templates, to: "/usr/share/desa/templates")
         try h.write("/etc/nginx/conf.d/desa.conf", "server_names_hash_bucket_size 128;\ninclude /etc/nginx/desa/*.conf;\n")
         try h.write("/etc/desa/desa.toml", config, mode: 0o600)
@@ -61,7 +61,7 @@ struct SystemdAgentTests {
     }
 
     /// Sweeps every second instead of every health.interval.
-    static let everySecond = "ExecStart=\nExecStart=/usr/local/sbin/desa-agent --config /etc/desa/desa.toml --interval 1\n"
+    static let everySecond = "ExecStart=\nExecStart=/usr/sbin/desa-agent --config /etc/desa/desa.toml --interval 1\n"
 
     func seconds(_ body: () throws -> Void) rethrows -> Double {
         let t = Date()
@@ -80,7 +80,7 @@ struct SystemdAgentTests {
 
     /// Creates a tenant with desactl in the container, unless it exists.
     func tenant(_ h: ContainerHarness, _ code: String, _ name: String, slug: String) throws -> ProcessResult {
-        try h.exec(["/usr/local/sbin/desactl", "tenant", "create", code, "--name", name, "--district", "Cileunyi", "--slug", slug])
+        try h.exec(["/usr/sbin/desactl", "tenant", "create", code, "--name", name, "--district", "Cileunyi", "--slug", slug])
     }
 
     @Test("systemd-analyze verify passes for the unit, inside the container and on the host, without a warning")
@@ -251,7 +251,7 @@ struct SystemdAgentTests {
         #expect(explained.contains("desactl health cimekar"), "\(explained)")
 
         // desactl apply puts it back; the agent says so once per check.
-        let applied = try h.exec(["/usr/local/sbin/desactl", "apply"])
+        let applied = try h.exec(["/usr/sbin/desactl", "apply"])
         #expect(applied.ok, "\(applied.message)")
         var back: [[String: Any]] = []
         let recovered = try waitFor(15) {
@@ -264,7 +264,7 @@ struct SystemdAgentTests {
         #expect(Set(back.compactMap { $0["DESA_CHECK"] as? String }) == ["http", "drift"] && back.count == 2, "\(back.map { $0["MESSAGE"] ?? "" })")
         #expect(back.allSatisfy { $0["PRIORITY"] as? String == "5" })
         // desactl health agrees, and exits 0.
-        let health = try h.exec(["/usr/local/sbin/desactl", "health"])
+        let health = try h.exec(["/usr/sbin/desactl", "health"])
         #expect(health.ok, "\(health.message)")
     }
 
@@ -312,7 +312,7 @@ struct SystemdAgentTests {
         #expect(made.ok || made.stderr.contains("already exists"), "\(made.message)")
         try h.write("/etc/desa/desa.toml", Self.config + "[health]\nrepair_drift = true\ninterval = 1\n", mode: 0o600)
         defer { try? h.write("/etc/desa/desa.toml", Self.config, mode: 0o600) }
-        try resetAgent(h, dropIn: "ExecStart=\nExecStart=/usr/local/sbin/desa-agent --config /etc/desa/desa.toml\n")
+        try resetAgent(h, dropIn: "ExecStart=\nExecStart=/usr/sbin/desa-agent --config /etc/desa/desa.toml\n")
         defer { try? resetAgent(h) }
         try h.run("/usr/bin/systemctl", "start", Self.unit)
         let cursor = try h.cursor()
@@ -411,11 +411,11 @@ struct SystemdAgentTests {
             _ = try? h.exec(["/usr/bin/systemctl", "daemon-reload"])
             _ = try? h.exec(["/usr/bin/systemctl", "restart", "php8.2-fpm"])
         }
-        let check = try h.exec(["/usr/local/sbin/desactl", "--config", path, "config", "check"])
+        let check = try h.exec(["/usr/sbin/desactl", "--config", path, "config", "check"])
         #expect(check.stdout.contains("processes: at most 37 per tenant (LimitNPROC= of php8.2-fpm.service"), "\(check.stdout)")
-        let plan = try h.exec(["/usr/local/sbin/desactl", "--config", path, "plan"])
+        let plan = try h.exec(["/usr/sbin/desactl", "--config", path, "plan"])
         #expect(plan.stdout.contains("limit-processes"), "\(plan.stdout)")
-        let apply = try h.exec(["/usr/local/sbin/desactl", "--config", path, "apply"])
+        let apply = try h.exec(["/usr/sbin/desactl", "--config", path, "apply"])
         #expect(apply.ok, "\(apply.message)")
         #expect(Support.read(h.root + dropIn).contains("LimitNPROC=37\n"))
         #expect(try h.show("php8.2-fpm", ["LimitNPROC"])["LimitNPROC"] == "37")
@@ -430,7 +430,7 @@ struct SystemdAgentTests {
         let workers = try h.exec(["/usr/bin/pgrep", "-P", master])
         let worker = try #require(workers.stdout.split(separator: "\n").first.map(String.init), "php8.2-fpm has no workers")
         #expect(try limited(worker))
-        let again = try h.exec(["/usr/local/sbin/desactl", "--config", path, "plan"])
+        let again = try h.exec(["/usr/sbin/desactl", "--config", path, "plan"])
         #expect(!again.stdout.contains("limit-processes"), "\(again.stdout)")
     }
 }
