@@ -33,7 +33,8 @@
                         on a sample of villages and scaled), same run: repository size and nightly
                         wall time of each; one village restored in place. The third night opens
                         the repository with restic's own calibrated key instead of backup init's
-                        light one: the baseline, same run.
+                        light one: the baseline, same run. BENCH_BACKUP_NIGHTS (7) and
+                        BENCH_BACKUP_PARALLEL (2) change the nights and the width.
   bench/run.py package  From a fresh Debian 12 root booted with systemd (the package test's): apt-get
                         install of dist/desa_*-1_amd64.deb, desactl init and the Bandung import until all
                         280 answer 200, against the ten manual steps the README gave before the
@@ -884,19 +885,19 @@ def bench_backup(n=280, nights=7, sample=20):
         "incremental_night_s_calibrated_key": calibrated[0] if calibrated else None,
         "calibrated_vs_light_key": round(calibrated[0] / statistics.median(nightly), 2) if calibrated else None,
         "panels": {"sample_villages": sample, "night_s_scaled": round(panel_night_s, 1), "night_bytes_scaled": int(panel_night_bytes),
-                   "repository_bytes_7_nights": int(panel_night_bytes * 7)},
-        "repository_ratio_panels_vs_desa": round(panel_night_bytes * 7 / runs[-1]["repository_bytes"], 1),
+                   "repository_bytes_same_nights": int(panel_night_bytes * nights)},
+        "repository_ratio_panels_vs_desa": round(panel_night_bytes * nights / runs[-1]["repository_bytes"], 1),
         "night_ratio_panels_vs_desa": round(panel_night_s / statistics.median(nightly), 1),
         "targets": {"repository_at_most_panels_over": 10, "incremental_night_s_under": 180, "restore_s_under": 60},
     }
     print(f"{n} villages, OpenSID {tree_bytes / 1e6:.0f} MB each + {own_bytes / 1e6:.0f} MB of their own: repository after {nights} nights "
-          f"{res['desa_repository_bytes'] / 1e6:.0f} MB; the panels' 7 nights {res['panels']['repository_bytes_7_nights'] / 1e6:.0f} MB "
+          f"{res['desa_repository_bytes'] / 1e6:.0f} MB; the panels' {nights} nights {res['panels']['repository_bytes_same_nights'] / 1e6:.0f} MB "
           f"({res['repository_ratio_panels_vs_desa']}x; target >= 10x)")
     print(f"nightly: first {runs[0]['wall_s']} s, incremental median {res['desa_incremental_night_s_median']} s (target < 180 s); "
           f"the panels' night {res['panels']['night_s_scaled']} s ({res['night_ratio_panels_vs_desa']}x); restore in place {res['restore_in_place_s']} s (target < 60 s)")
     if calibrated:
         print(f"the same incremental night with restic's calibrated key: {calibrated[0]} s ({res['calibrated_vs_light_key']}x the light key's)")
-    save("backup" if n == 280 else f"backup-{n}", res)
+    save(("backup" if n == 280 else f"backup-{n}") + ("" if nights == 7 else f"-{nights}-nights"), res)
 
 
 def bench_package():
@@ -1043,7 +1044,8 @@ if __name__ == "__main__":
     if which in ("masters", "all"):
         bench_masters(int(sys.argv[2]) if len(sys.argv) > 2 and which == "masters" else 280)
     if which in ("backup", "all"):
-        bench_backup(int(sys.argv[2]) if len(sys.argv) > 2 and which == "backup" else 280)
+        bench_backup(int(sys.argv[2]) if len(sys.argv) > 2 and which == "backup" else 280,
+                     nights=int(os.environ.get("BENCH_BACKUP_NIGHTS", "7")))
     if which in ("package", "all"):
         bench_package()
     if which in ("https", "all"):
