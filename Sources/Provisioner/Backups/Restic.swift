@@ -18,7 +18,7 @@ public struct Restic: Sendable {
         settings = config.backup
         passwordFile = config.backupPasswordFile
         cacheDir = config.backupStagingDir + "/cache"
-        keyHint = (try? String(contentsOfFile: Self.keyHintFile(config), encoding: .utf8))
+        keyHint = AtomicFiles.read(Self.keyHintFile(config))
             .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }.flatMap { $0.isEmpty ? nil : $0 }
         runner = SystemProcessRunner()
     }

@@ -52,7 +52,7 @@ public enum ResticKey {
 
     /// The password as restic reads it from its file (surrounding whitespace removed).
     static func password(at path: String) throws -> String {
-        guard let s = try? String(contentsOfFile: path, encoding: .utf8) else {
+        guard let s = AtomicFiles.read(path) else {
             throw DesaError.system("cannot read the backup password file \(path)")
         }
         return s.trimmingCharacters(in: .whitespacesAndNewlines)

@@ -143,8 +143,10 @@ public struct ServerInit {
             text += "server_names_hash_bucket_size \(c.nginx.serverNamesHashBucketSize);\n"
         }
         text += "include \(c.nginx.sitesDir)/*.conf;\n"
+        let wrote: Bool
         if AtomicFiles.read(path) == text {
             lines.append("\(path): already includes \(c.nginx.sitesDir)")
+            wrote = false
         } else if options.dryRun {
             lines.append("would write \(path) (include \(c.nginx.sitesDir)/*.conf) and reload nginx")
             return
@@ -158,30 +160,35 @@ public struct ServerInit {
                 throw DesaError(.checkFailed, "nginx -t refused the config with \(path), so it was taken back: \(test.message)")
             }
             lines.append("wrote \(path) (include \(c.nginx.sitesDir)/*.conf)")
+            wrote = true
         }
-        try service(c.nginx.service.isEmpty ? "nginx" : c.nginx.service, "nginx", reload: true)
+        try service(c.nginx.service.isEmpty ? "nginx" : c.nginx.service, "nginx", reload: wrote)
     }
 
-    /// A service desa needs running: started (and enabled) when it is not.
-    mutating func service(_ unit: String, _ what: String, reload: Bool = false) throws {
+    /// A service desa needs running: enabled and started when it is not running (or, with
+    /// `mustBeEnabled`, not enabled); with `reload`, reloaded when it runs.
+    mutating func service(_ unit: String, _ what: String, reload: Bool = false, mustBeEnabled: Bool = false) throws {
         let active = try runner.run(["/usr/bin/systemctl", "is-active", "--quiet", unit]).ok
-        if active {
+        let enabled = try !mustBeEnabled || runner.run(["/usr/bin/systemctl", "is-enabled", "--quiet", unit]).ok
+        if active && enabled {
             if reload, !options.dryRun {
                 let r = try runner.run(["/usr/bin/systemctl", "reload", unit])
                 guard r.ok else { throw DesaError(.checkFailed, "systemctl reload \(unit) failed: \(r.message)") }
                 lines.append("\(what) (\(unit)) runs; reloaded")
             } else {
-                lines.append("\(what) (\(unit)) runs")
+                lines.append("\(what) (\(unit))\(mustBeEnabled ? " is enabled and" : "") runs")
             }
             return
         }
         if options.dryRun {
-            lines.append("would start and enable \(what) (\(unit))")
+            lines.append("would enable and start \(what) (\(unit))")
             return
         }
         let r = try runner.run(["/usr/bin/systemctl", "enable", "--now", unit])
-        guard r.ok else { throw DesaError(.checkFailed, "\(what) (\(unit)) does not run and would not start: \(r.message)") }
-        lines.append("started and enabled \(what) (\(unit))")
+        guard r.ok else {
+            throw DesaError(.checkFailed, "\(what) (\(unit)) would not start: \(r.message) (journalctl -u \(unit) says why)")
+        }
+        lines.append("enabled and started \(what) (\(unit))")
     }
 
     /// MariaDB running, and its administrator reachable by unix socket as root.
@@ -198,23 +205,9 @@ public struct ServerInit {
         lines.append("MariaDB \(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)): \(c.mariadb.adminUser) signs in by unix socket")
     }
 
-    /// The agent enabled and running (its unit waits for the config to exist).
+    /// The agent enabled and running (its unit waits for the config to exist; its start
+    /// returns after READY=1, which it sends after its first sweep).
     mutating func agent() throws {
-        let unit = options.agentUnit
-        let enabled = try runner.run(["/usr/bin/systemctl", "is-enabled", "--quiet", unit]).ok
-        let active = try runner.run(["/usr/bin/systemctl", "is-active", "--quiet", unit]).ok
-        if enabled && active {
-            lines.append("desa-agent (\(unit)) is enabled and runs")
-            return
-        }
-        if options.dryRun {
-            lines.append("would enable and start desa-agent (\(unit))")
-            return
-        }
-        let r = try runner.run(["/usr/bin/systemctl", "enable", "--now", unit])
-        guard r.ok else {
-            throw DesaError(.checkFailed, "desa-agent (\(unit)) would not start: \(r.message) (journalctl -u \(unit) says why)")
-        }
-        lines.append("enabled and started desa-agent (\(unit)); it reported READY=1 after its first sweep")
+        try service(options.agentUnit, "desa-agent", mustBeEnabled: true)
     }
 }
