@@ -36,14 +36,15 @@ public struct AppInstallReport: OperationReport {
 /// its audit row and journal entries), whose work is `OpenSIDInstaller`'s.
 public struct InstallOpenSID: Operation {
     public var key: String
-    public var tarball: String
+    public var tarball: String?
+    public var version: String?
     public var adminPassword: String?
     /// The tenant's code, resolved when the operation is made.
     public let code: String
     let lockDir: String
 
-    public init(engine: Engine, key: String, tarball: String, adminPassword: String?) throws {
-        self.key = key; self.tarball = tarball; self.adminPassword = adminPassword
+    public init(engine: Engine, key: String, tarball: String?, version: String?, adminPassword: String?) throws {
+        self.key = key; self.tarball = tarball; self.version = version; self.adminPassword = adminPassword
         code = try engine.show(key).tenant.code
         lockDir = engine.config.stateDir + "/apps"
     }
@@ -55,16 +56,16 @@ public struct InstallOpenSID: Operation {
 
     public func run(_ context: OperationContext) throws -> AppInstallReport {
         try context.engine.requireDatabases()
-        return try OpenSIDInstaller(engine: context.engine, tarball: tarball, adminPassword: adminPassword).install(code, context)
+        return try OpenSIDInstaller(engine: context.engine, tarball: tarball, version: version, adminPassword: adminPassword).install(code, context)
     }
 }
 
 /// Installs the real OpenSID release into a tenant's web root without its web installer:
 ///
 /// 1. the tenant gets the `opensid` template and a database (if it had none);
-/// 2. the release is unpacked into the web root by the tenant's own user, with its front
-///    controller held back as `.desa-index.php` (nginx runs only `index.php` there and
-///    denies dotfiles), so nothing of it is public yet;
+/// 2. the release, stored once and read-only (`Releases`), is linked into the web root
+///    (`SharedLayout`) with its front controller held back as `.desa-index.php` (nginx runs
+///    only `index.php` there and denies dotfiles), so nothing of it is public yet;
 /// 3. `desa/config/database.php` (reading the tenant's `.my.cnf`, so `db rotate-password`
 ///    needs nothing else), `desa/config/config.php` (trusted hosts) and `desa/app_key` are
 ///    written, so OpenSID's installer is never offered (it answers 404 once `desa/` exists);
@@ -76,11 +77,12 @@ public struct InstallOpenSID: Operation {
 ///    complete.
 public struct OpenSIDInstaller {
     public var engine: Engine
-    public var tarball: String
+    public var tarball: String?
+    public var version: String?
     public var adminPassword: String?
 
-    public init(engine: Engine, tarball: String, adminPassword: String?) {
-        self.engine = engine; self.tarball = tarball; self.adminPassword = adminPassword
+    public init(engine: Engine, tarball: String?, version: String?, adminPassword: String?) {
+        self.engine = engine; self.tarball = tarball; self.version = version; self.adminPassword = adminPassword
     }
 
     var config: Config { engine.config }
@@ -88,12 +90,26 @@ public struct OpenSIDInstaller {
 
     static let heldBack = ".desa-index.php"
 
+    /// The release to install: the tarball's (stored now if it was not), the version asked
+    /// for, or the newest stored.
+    func resolveRelease(_ notes: inout [String]) throws -> AppRelease {
+        if let tarball {
+            let (r, _, n) = try Releases.add(engine, tarball: tarball)
+            notes += n
+            return r
+        }
+        if let version { return try Releases.find(engine, app: "opensid", version: version) }
+        guard let newest = try Releases.list(engine).first(where: { $0.0.app == "opensid" })?.0 else {
+            throw DesaError(.notFound, "no OpenSID release is stored: give --from TARBALL, or add one with desactl app release add opensid TARBALL")
+        }
+        return newest
+    }
+
     public func install(_ key: String, _ context: OperationContext) throws -> AppInstallReport {
         let started = engine.time.now()
-        guard FileManager.default.isReadableFile(atPath: tarball) else {
+        if let tarball, !FileManager.default.isReadableFile(atPath: tarball) {
             throw DesaError.invalid("cannot read the OpenSID release \(tarball)")
         }
-        let php = config.php.default
         var notes: [String] = []
         // 1. Template and database.
         var view = try engine.show(key)
@@ -120,59 +136,60 @@ public struct OpenSIDInstaller {
         }
         guard let creds = DatabaseCredentials.read(home: home) else { throw DesaError.system("\(home)/.my.cnf is missing; desactl apply writes it") }
 
-        // 2. The release, readable by the tenant through a root-owned directory.
-        let staging = config.stateDir + "/apps"
-        try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
-        chmod(staging, 0o711)
-        let copy = staging + "/opensid-\(t.code.filter(\.isNumber)).tar.gz"
-        unlink(copy)
-        let cp = try runner.run(["/bin/cp", "--no-preserve=all", tarball, copy])
-        guard cp.ok else { throw DesaError.system("cannot copy \(tarball): \(cp.message)") }
-        chmod(copy, 0o644)
-        defer { unlink(copy) }
-        let www0 = Int(try Users.gid(ofGroup: config.webGroup))
-        let asTenant = ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "--reset-env", "--"]
-        let tar = try runner.run(asTenant + ["/bin/tar", "-xzf", copy, "-C", publicDir, "--no-same-owner", "--no-same-permissions",
-                                             "--transform=s,^\\(\\./\\)\\?index\\.php$,\(Self.heldBack),"])
-        guard tar.ok else { throw DesaError.system("unpacking \(tarball) as \(user.name) failed: \(tar.message)") }
-        guard pub.stat(Self.heldBack) != nil, pub.stat("donjo-app") != nil else {
-            throw DesaError.invalid("\(tarball) does not look like an OpenSID release (no index.php and donjo-app/ at its top)")
+        let dbName = try engine.databaseRecord(t.code)?.name ?? ""
+        let emptyBefore = try MariaDBAdmin.connect(config.mariadb).scalar(
+            SQL("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = " + SQL.literal(dbName))) == "0"
+        let release: AppRelease, password: String, tables: Int
+        do {
+            // 2. The release, stored once (added now if a tarball was given), linked into the
+            // web root with the front controller held back, so nothing of it is public yet.
+            release = try resolveRelease(&notes)
+            let releasePath = Releases.path(config, release)
+            let www0 = Int(try Users.gid(ofGroup: config.webGroup))
+            let asTenant = ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--clear-groups", "--reset-env", "--"]
+            try SharedLayout.point(pub, release: releasePath, uid: user.uid, www: www0, frontController: Self.heldBack)
+            pub.unlink("index.html")
+
+            // 3. desa/: configuration, the key, and what OpenSID's installer would check.
+            let www = www0
+            let desa = try pub.ensureDir("desa", uid: user.uid, gid: www, mode: 0o2755)
+            let cfg = try desa.ensureDir("config", uid: user.uid, gid: www, mode: 0o2755)
+            let hosts = [t.primaryDomain(config)] + view.aliases
+            try cfg.writeFile("database.php", content: databasePHP(home: home, port: config.mariadb.port), mode: 0o600, uid: user.uid, gid: user.gid)
+            try cfg.writeFile("config.php", content: configPHP(hosts: hosts), mode: 0o600, uid: user.uid, gid: user.gid)
+            var key = [UInt8](repeating: 0, count: 32)
+            var rng = SystemRandomNumberGenerator()
+            for i in key.indices { key[i] = UInt8.random(in: 0...255, using: &rng) }
+            try desa.writeFile("app_key", content: "base64:" + Data(key).base64EncodedString(), mode: 0o600, uid: user.uid, gid: user.gid)
+
+            // 4. OpenSID's first run, as the tenant, on loopback.
+            tables = try seed(t, publicDir: publicDir, asTenant: asTenant, creds: creds)
+
+            // 5. The admin's password, then the front controller.
+            password = adminPassword ?? Self.newAdminPassword()
+            try setAdminPassword(password, homeDir: homeDir, user: user, asTenant: asTenant, home: home)
+            try pub.commit(Self.heldBack, as: "index.php")
+        } catch {
+            // Nothing half-made is left: the web root as it was, the database empty again.
+            for name in (try? pub.entries()) ?? [] { try? pub.removeTree(name) }
+            try? pub.writeFile("index.html", content: starter, mode: 0o640, uid: user.uid, gid: Int(try Users.gid(ofGroup: config.webGroup)))
+            if emptyBefore, let conn = try? MariaDBAdmin.connect(config.mariadb), let q = try? SQL.identifier(dbName) {
+                try? conn.execute(SQL("DROP DATABASE IF EXISTS \(q)"))
+                try? conn.execute(SQL("CREATE DATABASE IF NOT EXISTS \(q) CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+            }
+            throw error
         }
-        pub.unlink("index.html")
-        // OpenSID builds clean URLs (/siteman, not /index.php/siteman) only when it sees an
-        // .htaccess; nginx reads none and denies dotfiles.
-        if let ht = pub.readFile("htaccess.txt", limit: 1 << 20) {
-            try pub.writeFile(".htaccess", content: ht, mode: 0o644, uid: user.uid, gid: www0)
+        try engine.store.queue.write { db in
+            try TenantApp(code: t.code, app: "opensid", release: release.version, state: .ok, since: engine.time.now()).save(db)
         }
-
-        // 3. desa/: configuration, the key, and what OpenSID's installer would check.
-        let www = www0
-        let desa = try pub.ensureDir("desa", uid: user.uid, gid: www, mode: 0o2755)
-        let cfg = try desa.ensureDir("config", uid: user.uid, gid: www, mode: 0o2755)
-        let hosts = [t.primaryDomain(config)] + view.aliases
-        try cfg.writeFile("database.php", content: databasePHP(home: home, port: config.mariadb.port), mode: 0o600, uid: user.uid, gid: user.gid)
-        try cfg.writeFile("config.php", content: configPHP(hosts: hosts), mode: 0o600, uid: user.uid, gid: user.gid)
-        var key = [UInt8](repeating: 0, count: 32)
-        var rng = SystemRandomNumberGenerator()
-        for i in key.indices { key[i] = UInt8.random(in: 0...255, using: &rng) }
-        try desa.writeFile("app_key", content: "base64:" + Data(key).base64EncodedString(), mode: 0o600, uid: user.uid, gid: user.gid)
-
-        // 4. OpenSID's first run, as the tenant, on loopback.
-        let tables = try seed(t, publicDir: publicDir, asTenant: asTenant, creds: creds)
-
-        // 5. The admin's password, then the front controller.
-        let password = adminPassword ?? Self.newAdminPassword()
-        try setAdminPassword(password, homeDir: homeDir, user: user, asTenant: asTenant, home: home)
-        try pub.commit(Self.heldBack, as: "index.php")
-
-        let version = (try? runner.run(["/usr/bin/php\(php)", "-r", "echo PHP_VERSION;"]))?.stdout ?? ""
-        if !version.isEmpty, version.compare("8.2.0", options: .numeric) == .orderedDescending {
-            notes.append("OpenSID v2410 declares PHP 7.4 to 8.2.0; this server runs PHP \(version). Its web installer would refuse it (donjo-app/config/installer.php compares version_compare(PHP_VERSION, '8.2', '<=')), and its Info Sistem page marks the version as unsupported. desa did not use the web installer and did not change OpenSID: the site runs on \(version). If the village needs a PHP that OpenSID declares, configure it under [php.versions] and run: desactl tenant set \(t.slug) --php VERSION")
+        // Success only once the site answers through the web server.
+        if let why = AppGate.answers(engine, t, paths: ["/", "/siteman"], within: 30) {
+            throw DesaError(.checkFailed, "OpenSID \(release.version) is installed for \(t.slug), but the site does not answer: \(why)")
         }
         let scheme = config.tls.enabled ? "https" : "http"
         context.note("OpenSID installed for tenant \(t.slug) (\(t.code)): \(tables) tables", tenant: t, priority: .notice)
         return AppInstallReport(slug: t.slug, url: "\(scheme)://\(t.primaryDomain(config))/siteman", adminUser: "admin",
-                                adminPassword: adminPassword == nil ? password : nil, release: (tarball as NSString).lastPathComponent, tables: tables,
+                                adminPassword: adminPassword == nil ? password : nil, release: release.version, tables: tables,
                                 seconds: engine.time.now().timeIntervalSince(started), notes: notes)
     }
 
@@ -204,7 +221,8 @@ public struct OpenSIDInstaller {
         <?php
         // Written by desa (desactl app install).
         $config['user_admin'] = 0;
-        $config['trusted_hosts'] = [\(hosts.map { "'\($0)'" }.joined(separator: ", "))];
+        // As URLs: OpenSID compares each one's parse_url() host with the request's.
+        $config['trusted_hosts'] = [\(hosts.flatMap { ["'https://\($0)'", "'http://\($0)'"] }.joined(separator: ", "))];
 
         """
     }
@@ -212,18 +230,8 @@ public struct OpenSIDInstaller {
     /// One request to `/` through PHP's built-in server, as the tenant: OpenSID creates its
     /// folders and fills the empty database. Returns the number of tables.
     func seed(_ t: Tenant, publicDir: String, asTenant: [String], creds: DatabaseCredentials) throws -> Int {
-        let port = try Self.freeLoopbackPort()
-        let php = "/usr/bin/php" + config.php.default
-        let home = t.home(config)
-        // The pool's limits, as its PHP will have them.
-        let server = try BackgroundProcess(asTenant + [php, "-d", "memory_limit=512M", "-d", "max_execution_time=600",
-                                                       "-d", "open_basedir=" + home + "/:/usr/share/php/:/dev/null",
-                                                       "-d", "session.save_path=" + home + "/sessions", "-d", "sys_temp_dir=" + home + "/tmp",
-                                                       "-d", "upload_tmp_dir=" + home + "/tmp",
-                                                       "-S", "127.0.0.1:\(port)", "-t", publicDir, publicDir + "/" + Self.heldBack],
-                                           cwd: publicDir, logFile: "/dev/null")
+        let (server, probe) = try AppGate.phpServer(engine, t, asTenant: asTenant, router: Self.heldBack, log: "/dev/null")
         defer { server.stop() }
-        let probe = HTTPProbe(address: ProbeAddress("127.0.0.1:\(port)")!, timeout: 600)
         let deadline = engine.time.deadline(10)
         var response: HTTPProbe.Response?
         var lastError = ""
@@ -311,7 +319,7 @@ extension Engine {
         if let f = r.result?.failures.first { throw DesaError(.checkFailed, "\(what) failed: \(f.reason)") }
     }
 
-    public func installOpenSID(_ key: String, tarball: String, adminPassword: String?) throws -> AppInstallReport {
-        try perform(try InstallOpenSID(engine: self, key: key, tarball: tarball, adminPassword: adminPassword))
+    public func installOpenSID(_ key: String, tarball: String?, version: String? = nil, adminPassword: String?) throws -> AppInstallReport {
+        try perform(try InstallOpenSID(engine: self, key: key, tarball: tarball, version: version, adminPassword: adminPassword))
     }
 }

@@ -185,14 +185,8 @@ public struct BackupRestore: Operation {
             throw DesaError.system("copying the files into \(t.home(c)) as \(user.name) failed (rsync exit \(r.status)): \(Restic.trim(r.message)); what was there before is the safety snapshot")
         }
         if let name = database {
-            let m = c.mariadb
-            let conn = try MariaDBAdmin.connect(m)
-            try conn.execute(SQL("DROP DATABASE IF EXISTS \(try SQL.identifier(name))"))
-            var o = Spawn.Options()
-            o.stdin = stage + "/database.sql"
-            let load = try SystemProcessRunner().capture([m.clientBinary] + MariaDBAdmin.clientArguments(m) + ["--batch"], o)
-            guard load.ok else {
-                throw DesaError.system("loading the dump into \(name) failed: \(Restic.trim(load.message)); what was there before is the safety snapshot")
+            do { try MariaDBDump.load(name, from: stage + "/database.sql", settings: c.mariadb) } catch {
+                throw DesaError.system(Applier.message(error) + "; what was there before is the safety snapshot")
             }
         }
         return database

@@ -99,6 +99,7 @@ public enum Capabilities {
         DatabasesCapability(),
         CertificatesCapability(),
         BackupsCapability(),
+        AppsCapability(),
     ]
 
     /// The series the capabilities bring, in their order.

@@ -445,6 +445,19 @@ public enum MariaDBDump {
     }
 
     /// Whether the dump at `path` ends with mariadb-dump's "-- Dump completed" line.
+    /// Replaces `database` with a dump made by `dump` (it creates the database again): the
+    /// database is dropped, then the dump loaded by the client as the administrator. The
+    /// tenant's grants name the database and outlive it.
+    public static func load(_ database: String, from path: String, settings m: MariaDBSettings) throws {
+        guard completed(path) else { throw DesaError.invalid("the dump \(path) has no \"Dump completed\" trailer") }
+        let conn = try MariaDBAdmin.connect(m)
+        try conn.execute(SQL("DROP DATABASE IF EXISTS \(try SQL.identifier(database))"))
+        var o = Spawn.Options()
+        o.stdin = path
+        let r = try SystemProcessRunner().capture([m.clientBinary] + MariaDBAdmin.clientArguments(m) + ["--batch"], o)
+        guard r.ok else { throw DesaError.system("loading the dump into \(database) failed: \(Restic.trim(r.message))") }
+    }
+
     public static func completed(_ path: String) -> Bool {
         guard let h = FileHandle(forReadingAtPath: path) else { return false }
         defer { try? h.close() }

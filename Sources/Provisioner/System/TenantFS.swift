@@ -186,6 +186,29 @@ public final class DirHandle {
         }
     }
 
+    /// A link's target and owner; nil when `name` is not a link.
+    public func readLink(_ name: String) -> (target: String, uid: Int)? {
+        guard (try? Self.checkName(name)) != nil else { return nil }
+        var st = Glibc.stat()
+        guard fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0, (st.st_mode & S_IFMT) == S_IFLNK else { return nil }
+        var buf = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlinkat(fd, name, &buf, buf.count - 1)
+        guard n >= 0 else { return nil }
+        return (String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self), Int(st.st_uid))
+    }
+
+    /// Makes `name` a link to `target` in one step (a link made under another name, then
+    /// renamed over it): whatever was there, a file or another link, is replaced at once; a
+    /// directory in its place is removed first, without following anything in it.
+    public func setLink(_ target: String, named name: String) throws {
+        try Self.checkName(name)
+        if let l = readLink(name), l.target == target, l.uid == Int(geteuid()) { return }
+        if stat(name)?.isDirectory == true { try removeTree(name) }
+        let tmp = ".desa-link-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        if symlinkat(target, fd, tmp) != 0 { throw DesaError.system("cannot create link \(sub(tmp)): \(errnoText())") }
+        try commit(tmp, as: name)
+    }
+
     /// Moves an entry to another directory (`renameat`): the entry itself, never what a link names.
     public func move(_ name: String, to: DirHandle, as newName: String) throws {
         try Self.checkName(name); try Self.checkName(newName)
@@ -195,7 +218,7 @@ public final class DirHandle {
     }
 
     /// The names in this directory, without `.` and `..`.
-    func entries() throws -> [String] {
+    public func entries() throws -> [String] {
         let copy = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard copy >= 0, let dir = fdopendir(copy) else { throw DesaError.system("cannot read \(path): \(errnoText())") }
         defer { closedir(dir) }

@@ -109,7 +109,9 @@ public struct Renderer: @unchecked Sendable {
             "acme_root": config.acmeRoot, "fastcgi_params": config.nginx.fastcgiParams,
             "socket": try t.phpSocket(config), "user": t.userName(prefix: config.userPrefix),
             "pool": t.userName(prefix: config.userPrefix), "web_group": config.webGroup,
-            "php_version": t.php,
+            "php_version": t.php, "release_dir": config.releaseDir, "php_bin_dir": Releases.phpBinDir(config, t.php),
+            "upkeep_flag": config.upkeepDir + "/" + t.slug, "retry_after": config.apps.retryAfter,
+            "host_port": !["80", "443"].contains(String(config.nginx.listen.split(separator: ":").last ?? "")),
             "ping_path": PoolsCapability.pingPath, "ping_response": PoolsCapability.pingResponse,
         ]
     }
@@ -175,7 +177,9 @@ public struct Renderer: @unchecked Sendable {
         // A byte scan, line by line: a plan renders every tenant's vhost, and splitting
         // each into Strings cost a third of a converged plan.
         let wanted = Array("disable_symlinks if_not_owner;".utf8), name = Array("disable_symlinks".utf8)
+        let off = Array("disable_symlinks off;".utf8), deny = Array("deny all;".utf8), ret = Array("return ".utf8)
         var found = 0, exact = 0
+        var refusing = false
         var text = vhost
         text.withUTF8 { b in
             var i = 0
@@ -187,8 +191,14 @@ public struct Renderer: @unchecked Sendable {
                 var e = end
                 while e > s && (b[e - 1] == 32 || b[e - 1] == 9 || b[e - 1] == 13) { e -= 1 }
                 if e - s >= name.count && b[s..<(s + name.count)].elementsEqual(name) {
-                    found += 1
-                    if b[s..<e].elementsEqual(wanted) { exact += 1 }
+                    // Where a location only refuses (deny all, return), nothing is read:
+                    // `off` there only lets nginx log the request.
+                    if !(b[s..<e].elementsEqual(off) && refusing) {
+                        found += 1
+                        if b[s..<e].elementsEqual(wanted) { exact += 1 }
+                    }
+                } else if e > s && b[s] != 35 {
+                    refusing = b[s..<e].elementsEqual(deny) || (e - s > ret.count && b[s..<(s + ret.count)].elementsEqual(ret))
                 }
                 i = end + 1
             }
