@@ -13,7 +13,9 @@ enum AppGate {
         return answers(HTTPProbe(address: address, timeout: 60), host: t.primaryDomain(e.config), paths: paths, within: within, time: e.time)
     }
 
-    static func answers(_ probe: HTTPProbe, host: String, paths: [String], within: TimeInterval, time: TimeSource) -> String? {
+    /// `final`: an HTTP answer other than 200 is the verdict, not tried again (PHP's
+    /// built-in server, once up, answers as the code does); only connecting is retried.
+    static func answers(_ probe: HTTPProbe, host: String, paths: [String], within: TimeInterval, time: TimeSource, final: Bool = false) -> String? {
         let deadline = time.deadline(within)
         var last = ""
         var pending = paths
@@ -21,7 +23,11 @@ enum AppGate {
             while let p = pending.first {
                 do {
                     let r = try probe.get(host: host, path: p)
-                    guard r.status == 200 else { last = "\(p) answered HTTP \(r.status)"; break }
+                    guard r.status == 200 else {
+                        last = "\(p) answered HTTP \(r.status)"
+                        if final { return last }
+                        break
+                    }
                     pending.removeFirst()
                 } catch { last = "\(p): " + Applier.message(error); break }
             }

@@ -373,9 +373,10 @@ struct TenantUpgrader: Sendable {
         unlink(log)
         let (server, probe) = try AppGate.phpServer(engine, t, asTenant: p.asTenant, router: "index.php", log: log)
         defer { server.stop() }
-        // Up to the time limit for the first answer: that request runs the migrations.
+        // The first request runs the migrations: its answer may take up to the time limit
+        // (the probe's timeout); the server itself has 10 s to start listening.
         let host = t.primaryDomain(config)
-        if let why = AppGate.answers(probe, host: host, paths: ["/", "/siteman"], within: TimeInterval(config.apps.migrationTimeout), time: engine.time) {
+        if let why = AppGate.answers(probe, host: host, paths: ["/", "/siteman"], within: 10, time: engine.time, final: true) {
             return "after the switch, " + why
         }
         guard let creds = DatabaseCredentials.read(home: t.home(config)) else { return "its .my.cnf is missing" }
