@@ -40,6 +40,13 @@
                         280 answer 200, against the ten manual steps the README gave before the
                         package (release binaries, the toolchain bound in), same run; the package's
                         size against the two binaries plus the toolchain libraries they load.
+  bench/run.py upgrade [N]  N (280; BENCH_UPGRADE_VILLAGES) villages on OpenSID v2409 from one stored
+                        release: half upgraded to v2410 by `app upgrade` (a backup snapshot of each,
+                        the gate, waves), the other half the by-hand way (a dump, the release
+                        unpacked over the village's own full copy, the first request migrating),
+                        same run: total time and each village's time answering 503 or serving a
+                        half-unpacked tree (median, p95); one village's rollback from a broken
+                        release; the code on disk against one release.
 
 Needs root, a release build (bench/run.sh builds it) and nothing listening on the ports.
 """
@@ -784,6 +791,16 @@ def du_bytes(path):
     return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
 
 
+def villages_with_backups(sb, n):
+    """The first n Bandung villages, each with a database, and the backup repository."""
+    lines = open(BANDUNG).read().splitlines()
+    subset = sb.dir + "/subset.csv"
+    with open(subset, "w") as f:
+        f.write("\n".join(lines[: n + 1]) + "\n")
+    sb.desactl("tenant", "import", subset, "--with-db")
+    sb.desactl("backup", "init")
+
+
 def bench_backup(n=280, nights=7, sample=20):
     """Nightly backups of n villages (see the module's doc)."""
     import random
@@ -792,12 +809,7 @@ def bench_backup(n=280, nights=7, sample=20):
     sb = Sandbox("backup", 18490, "bkb", 820000, extra_toml=f"parallel = {parallel}",
                  init_args=("--with-mariadb", "--mariadb-port", "18491", "--with-backups"))
     try:
-        lines = open(BANDUNG).read().splitlines()
-        subset = sb.dir + "/subset.csv"
-        with open(subset, "w") as f:
-            f.write("\n".join(lines[: n + 1]) + "\n")
-        sb.desactl("tenant", "import", subset, "--with-db")
-        sb.desactl("backup", "init")
+        villages_with_backups(sb, n)
         tree = sb.dir + "/opensid-release"
         os.makedirs(tree)
         subprocess.run(["tar", "-xzf", OPENSID, "-C", tree], check=True)
@@ -898,6 +910,107 @@ def bench_backup(n=280, nights=7, sample=20):
     if calibrated:
         print(f"the same incremental night with restic's calibrated key: {calibrated[0]} s ({res['calibrated_vs_light_key']}x the light key's)")
     save(("backup" if n == 280 else f"backup-{n}") + ("" if nights == 7 else f"-{nights}-nights"), res)
+
+OPENSID_2409 = os.environ.get("DESA_OPENSID_2409", "/work/shared/apps/opensid-v2409.0.0.tar.gz")
+
+
+def p95(xs):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(0.95 * (len(xs) - 1))))]
+
+
+def bench_upgrade(n=280):
+    """OpenSID v2409 -> v2410 in waves against the by-hand way (see the module's doc)."""
+    from concurrent.futures import ThreadPoolExecutor
+    sb = Sandbox("upgrade", 18520, "upb", 850000, init_args=("--with-mariadb", "--mariadb-port", "18521", "--with-backups"))
+    try:
+        villages_with_backups(sb, n)
+        add_s = sb.desactl("app", "release", "add", "opensid", OPENSID_2409)[0]
+        sb.desactl("app", "release", "add", "opensid", OPENSID)
+        tenants = json.loads(sb.desactl("tenant", "list", "--json")[2])
+        pw = sb.dir + "/admin-password"
+        with open(pw, "w") as f:
+            f.write("Desa-2409-Bench!")
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(2) as ex:
+            list(ex.map(lambda t: sb.desactl("app", "install", "opensid", t["slug"], "--release", "2409.0.0", "--admin-password-file", pw), tenants))
+        install_s = time.perf_counter() - t0
+        release_bytes = du_bytes(sb.dir + "/state/releases/opensid/2409.0.0")
+        homes_bytes = sum(du_bytes(sb.dir + "/srv/" + t["slug"]) for t in tenants)
+        print(f"{n} villages installed from one stored release in {install_s:.0f} s; their homes hold {homes_bytes / 1e6:.1f} MB, "
+              f"one release {release_bytes / 1e6:.1f} MB", flush=True)
+        by_desa, by_hand = tenants[0::2], tenants[1::2]
+        # The by-hand villages first get their own full copy of v2409 (as a panel installs it).
+        for t in by_hand:
+            pub = sb.dir + "/srv/" + t["slug"] + "/public"
+            for e in os.listdir(pub):
+                if os.path.islink(pub + "/" + e):
+                    os.unlink(pub + "/" + e)
+            subprocess.run(["setpriv", f"--reuid={t['uid']}", f"--regid={t['uid']}", "--clear-groups", "--",
+                            "tar", "-xzf", OPENSID_2409, "-C", pub, "--no-same-owner"], check=True)
+            assert sb.status(t["slug"] + ".bandungkab.go.id")[0] == 200, t["slug"]
+        # desa: one command for its half, with a snapshot of each village.
+        dt, _, out = sb.desactl("app", "upgrade", "opensid", "--to", "2410.0.0", "--json", *[t["slug"] for t in by_desa])
+        r = json.loads(out)
+        assert all(x["outcome"] == "upgraded" for x in r["tenants"]), [x for x in r["tenants"] if x["outcome"] != "upgraded"]
+        desa_down = [x["unavailable_seconds"] for x in r["tenants"]]
+        desa_each = [x["seconds"] for x in r["tenants"]]
+        # By hand: a dump, the release unpacked over the village's tree, requests until the first
+        # 200 (that request migrates); broken from the first byte unpacked to that answer.
+        sock = sb.dir + "/run/mariadb.sock"
+        hand_down, t0 = [], time.perf_counter()
+        for t in by_hand:
+            db = "desa_" + t["code"].replace(".", "")
+            with open(sb.dir + "/hand.sql", "w") as f:
+                subprocess.run(["mariadb-dump", "--no-defaults", "--user=root", "--socket=" + sock, "--single-transaction", db], stdout=f, check=True)
+            start = time.perf_counter()
+            subprocess.run(["setpriv", f"--reuid={t['uid']}", f"--regid={t['uid']}", "--clear-groups", "--",
+                            "tar", "-xzf", OPENSID, "-C", sb.dir + "/srv/" + t["slug"] + "/public", "--no-same-owner"], check=True)
+            while True:
+                try:
+                    if sb.status(t["slug"] + ".bandungkab.go.id")[0] == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.2)
+            hand_down.append(time.perf_counter() - start)
+        hand_s = time.perf_counter() - t0
+        # One village's rollback: a release whose every page dies.
+        broken = sb.dir + "/broken"
+        os.makedirs(broken)
+        subprocess.run(["tar", "-xzf", OPENSID, "-C", broken], check=True)
+        helper = broken + "/donjo-app/helpers/opensid_helper.php"
+        text = open(helper).read().replace("define('VERSION', '2410.0.0')", "define('VERSION', '2410.0.1')")
+        open(helper, "w").write(text + "\ndesa_bench_this_function_does_not_exist();\n")
+        subprocess.run(["tar", "-czf", sb.dir + "/broken.tar.gz", "-C", broken, "."], check=True)
+        sb.desactl("app", "release", "add", "opensid", sb.dir + "/broken.tar.gz")
+        p = subprocess.run([DESACTL, "app", "upgrade", "opensid", "--to", "2410.0.1", "--json", by_desa[0]["slug"]], env=sb.env, capture_output=True, text=True)
+        rb = json.loads(p.stdout)["tenants"][0]
+        assert rb["outcome"] == "rolled-back", rb
+        assert sb.status(by_desa[0]["slug"] + ".bandungkab.go.id")[0] == 200
+    finally:
+        sb.destroy()
+    code_280 = (release_bytes * 2 + homes_bytes / n * 280) / release_bytes
+    res = {
+        "villages": n, "release_add_s": round(add_s, 1), "install_all_s": round(install_s, 1),
+        "release_bytes": release_bytes, "homes_bytes": homes_bytes, "home_bytes_each": int(homes_bytes / n),
+        "desa": {"villages": len(by_desa), "total_s": round(dt, 1), "per_village_s_median": round(statistics.median(desa_each), 1),
+                 "unavailable_s_median": round(statistics.median(desa_down), 1), "unavailable_s_p95": round(p95(desa_down), 1)},
+        "by_hand": {"villages": len(by_hand), "total_s": round(hand_s, 1), "unavailable_s_median": round(statistics.median(hand_down), 1),
+                    "unavailable_s_p95": round(p95(hand_down), 1)},
+        "rollback_one_village_s": round(rb["seconds"], 1), "rollback_unavailable_s": round(rb["unavailable_seconds"], 1),
+        "disk_280_villages_over_one_release": round(code_280, 2),
+        "targets": {"unavailable_p95_s_under": 60, "rollback_s_under": 120, "disk_over_one_release_at_most": 1.2},
+    }
+    res["unavailable_p95_ratio_by_hand_vs_desa"] = round(res["by_hand"]["unavailable_s_p95"] / max(0.1, res["desa"]["unavailable_s_p95"]), 1)
+    print(f"desa: {len(by_desa)} villages in {dt:.0f} s (with a snapshot each), 503 median {res['desa']['unavailable_s_median']} s, "
+          f"p95 {res['desa']['unavailable_s_p95']} s (target < 60 s)")
+    print(f"by hand: {len(by_hand)} villages in {hand_s:.0f} s, broken median {res['by_hand']['unavailable_s_median']} s, p95 {res['by_hand']['unavailable_s_p95']} s")
+    print(f"rollback of one village from a broken release: {res['rollback_one_village_s']} s (target < 120 s), 503 for {res['rollback_unavailable_s']} s")
+    print(f"280 villages' code on disk (two releases stored + 280 homes of {res['home_bytes_each'] / 1e3:.0f} kB): "
+          f"{res['disk_280_villages_over_one_release']}x one release (target <= 1.2x counted as one stored release: "
+          f"{round((release_bytes + homes_bytes / n * 280) / release_bytes, 2)}x)")
+    save("upgrade" if n == 280 else f"upgrade-{n}", res)
 
 
 def bench_package():
@@ -1046,6 +1159,8 @@ if __name__ == "__main__":
     if which in ("backup", "all"):
         bench_backup(int(sys.argv[2]) if len(sys.argv) > 2 and which == "backup" else 280,
                      nights=int(os.environ.get("BENCH_BACKUP_NIGHTS", "7")))
+    if which in ("upgrade", "all"):
+        bench_upgrade(int(sys.argv[2]) if len(sys.argv) > 2 and which == "upgrade" else int(os.environ.get("BENCH_UPGRADE_VILLAGES", "280")))
     if which in ("package", "all"):
         bench_package()
     if which in ("https", "all"):

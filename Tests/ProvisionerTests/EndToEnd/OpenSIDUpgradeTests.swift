@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Testing
 @testable import Provisioner
 
@@ -97,6 +98,23 @@ struct OpenSIDUpgradeTests {
             #expect(!w.ok, "\(target) is writable by the village")
         }
 
+        // A village installed before releases were shared holds its own full copy (no record):
+        // it moves to the stored release of its own version, with its data.
+        let user4 = h.prefix + "3204082004", pub4 = c.webRoot + "/cinunuk/public"
+        for e in try FileManager.default.contentsOfDirectory(atPath: pub4) where (try? FileManager.default.destinationOfSymbolicLink(atPath: pub4 + "/" + e)) != nil {
+            try FileManager.default.removeItem(atPath: pub4 + "/" + e)
+        }
+        let copied = try h.runner.run(["/usr/sbin/runuser", "-u", user4, "--", "/bin/tar", "-xzf", Self.v2409, "-C", pub4, "--no-same-owner"])
+        try #require(copied.ok, "\(copied.message)")
+        try DatabaseQueue(path: c.databasePath).write { db in try db.execute(sql: "DELETE FROM tenant_app WHERE code = '32.04.08.2004'") }
+        #expect(try h.get(Self.host("cinunuk")).status == 200)
+        let moved = try h.desactl("app", "upgrade", "opensid", "cinunuk", "--to", "2409.0.0")
+        #expect(moved.ok && moved.stdout.contains("cinunuk: moved"), "\(moved.message)")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: pub4 + "/donjo-app") == ".release/donjo-app")
+        #expect(try h.get(Self.host("cinunuk")).status == 200)
+        #expect(try query(h, "32.04.08.2004", "SELECT v FROM desa_probe") == "cinunuk")
+        #expect(try apps(h)["cinunuk"]?["release"] as? String == "2409.0.0")
+
         // A broken release (a fatal error in a helper every page loads): the canary fails its
         // gate and is rolled back with its data; the other three are untouched.
         let v2410 = try OpenSIDTemplateTests.unpacked.get()
@@ -120,7 +138,6 @@ struct OpenSIDUpgradeTests {
         #expect(health.stdout.contains("rolled back"), "\(health.stdout)")
 
         // A village already down is skipped; a run killed half-way is resumed.
-        let pub4 = c.webRoot + "/cinunuk/public"
         #expect(rename(pub4 + "/index.php", pub4 + "/index.php.off") == 0)
         let gh = h.dir + "/gh/OpenSID-2410.0.0"
         try FileManager.default.createDirectory(atPath: h.dir + "/gh", withIntermediateDirectories: true)
