@@ -21,6 +21,9 @@ packages+=(acl e2fsprogs quota user-mode-linux kmod)
 packages+=(restic rsync rclone)
 # The Debian package: scripts/build-deb.sh builds it with debhelper, and its test runs lintian.
 packages+=(debhelper dpkg-dev lintian)
+# The portal's browser test looks at it in Debian's headless chromium, driven over the
+# DevTools protocol by scripts/browser.py (python3-websocket).
+packages+=(chromium python3-websocket)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -100,6 +100,7 @@ public enum Capabilities {
         CertificatesCapability(),
         BackupsCapability(),
         AppsCapability(),
+        PortalCapability(),
     ]
 
     /// The series the capabilities bring, in their order.

@@ -70,3 +70,32 @@ public struct PendingWork: Sendable {
     public var json: JSON
     public init(heading: String, lines: [String], json: JSON) { self.heading = heading; self.lines = lines; self.json = json }
 }
+
+/// A capability that reacts when a sweep's health is recorded (the portal rewrites its
+/// page). Called after every sweep is recorded and its changes journaled (`changes` may be
+/// empty: a first look at a tenant is no change, yet it is news); must not throw: what
+/// fails is logged by the capability.
+public protocol HealthReacting: Capability {
+    func healthRecorded(_ engine: Engine, _ changes: [HealthTransition])
+}
+
+/// A name a capability keeps for itself: no village may take the slug, nor the domain as
+/// an alias.
+public struct ReservedName: Sendable, Equatable {
+    public var slug: String?
+    public var domain: String
+    /// For the refusal: `the regency's portal (portal.host)`.
+    public var why: String
+    public init(slug: String?, domain: String, why: String) { self.slug = slug; self.domain = domain; self.why = why }
+}
+
+public protocol NameReserving: Capability {
+    func reservedNames(_ config: Config) -> [ReservedName]
+}
+
+extension Engine {
+    /// Every name the capabilities in use reserve.
+    public var reservedNames: [ReservedName] {
+        capabilities.flatMap { ($0 as? any NameReserving)?.reservedNames(config) ?? [] }
+    }
+}

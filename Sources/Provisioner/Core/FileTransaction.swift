@@ -53,8 +53,16 @@ struct FileTransaction {
                 run.fail(culprit, reason)
                 changes.removeAll { $0.tenant == culprit }
             } else {
-                for t in Set(changes.compactMap(\.tenant)) { run.fail(t, reason) }
+                // Nobody is named: the batch's tenants fail. The server's own files (the
+                // portal's server block) are tried again alone; if they fail alone, the
+                // command fails.
+                let tenants = Set(changes.compactMap(\.tenant))
+                for t in tenants { run.fail(t, reason) }
                 if changes.contains(where: { $0.tenant == nil }) {
+                    if !tenants.isEmpty {
+                        changes.removeAll { $0.tenant != nil }
+                        continue
+                    }
                     run.phase("check")
                     throw DesaError(.checkFailed, reason)
                 }

@@ -117,7 +117,8 @@ extension Engine {
         }
         let slugs = try SlugAssigner.assign(
             fresh.map { SlugAssigner.Request(code: $0.code, name: $0.name, district: $0.district, override: slugOverride[$0.code.value]) },
-            existing: existing.map { SlugAssigner.Existing(code: $0.villageCode, name: $0.name, slug: $0.slug) })
+            existing: existing.map { SlugAssigner.Existing(code: $0.villageCode, name: $0.name, slug: $0.slug) },
+            reserved: Dictionary(reservedNames.compactMap { r in r.slug.map { ($0, r.why) } }, uniquingKeysWith: { a, _ in a }))
         let systemUIDs = try takenIDs()
         var reserved = Set<Int>()
         let stamp = now()
@@ -224,6 +225,9 @@ extension Engine {
         }
         if domain == config.domain || domain.hasSuffix("." + config.domain) {
             throw DesaError.invalid("\(domain) lies under the regency domain \(config.domain); names there are the tenants' own slugs")
+        }
+        if let r = reservedNames.first(where: { $0.domain == domain }) {
+            throw DesaError(.conflict, "\(domain) is reserved for \(r.why)")
         }
         return try updateTenant(key, op: "alias add", dryRun: dryRun) { t, db in
             if let other = try Alias.fetchOne(db, key: domain) {

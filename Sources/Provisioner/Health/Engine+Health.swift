@@ -60,6 +60,7 @@ extension Engine {
         let missing = changes.contains { !$0.isServer && slugs[$0.subject] == nil }
         let known = missing ? ((try? slugsByCode()) ?? [:]).merging(slugs) { _, b in b } : slugs
         for c in changes { journalHealth(c, slug: known[c.subject]) }
+        for c in capabilities { (c as? any HealthReacting)?.healthRecorded(self, changes) }
         return changes
     }
 

@@ -179,32 +179,44 @@ public enum CertStore {
     /// regency's (imported or DNS-01 wildcard). Files must be present.
     public static func serving(_ records: [CertRecord], tenants: [Tenant], aliases: [String: [String]], config: Config, now: Date,
                                fileExists: (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }) -> [String: [TLSServe]] {
-        let valid = records.filter { $0.isValid(at: now) && fileExists($0.chainPath(config)) && fileExists($0.keyPath(config)) }
-        func rank(_ r: CertRecord, _ code: String) -> Int {
+        let valid = valid(records, config: config, now: now, fileExists: fileExists)
+        var out: [String: [TLSServe]] = [:]
+        for t in tenants where t.desired != .deleted {
+            let serves = serving(valid, member: t.code, names: [t.primaryDomain(config)] + (aliases[t.code] ?? []), config: config)
+            if !serves.isEmpty { out[t.code] = serves }
+        }
+        return out
+    }
+
+    /// What serves `names` of one member of the bundles (a tenant's code, or `portal`):
+    /// among `valid` certificates, the most specific first.
+    public static func serving(_ valid: [CertRecord], member: String, names: [String], config: Config) -> [TLSServe] {
+        func rank(_ r: CertRecord) -> Int {
             switch r.source {
-            case .imported where r.members.contains(code), .selfSigned where r.members.contains(code): return 0
-            case .acme where r.members.contains(code): return 1
+            case .imported where r.members.contains(member), .selfSigned where r.members.contains(member): return 0
+            case .acme where r.members.contains(member): return 1
             case .acme: return 2
             case .imported, .selfSigned, .dns: return 3
             }
         }
-        var out: [String: [TLSServe]] = [:]
-        for t in tenants where t.desired != .deleted {
-            let names = [t.primaryDomain(config)] + (aliases[t.code] ?? [])
-            var left = names
-            var serves: [TLSServe] = []
-            let candidates = valid.filter { r in
-                (r.members.isEmpty || r.members.contains(t.code)) && names.contains { r.covers($0) }
-            }.sorted { (rank($0, t.code), $0.id) < (rank($1, t.code), $1.id) }
-            for r in candidates {
-                let covered = left.filter { r.covers($0) }
-                guard !covered.isEmpty else { continue }
-                serves.append(TLSServe(certificate: r.chainPath(config), key: r.keyPath(config), names: covered))
-                left.removeAll { covered.contains($0) }
-            }
-            if !serves.isEmpty { out[t.code] = serves }
+        var left = names
+        var serves: [TLSServe] = []
+        let candidates = valid.filter { r in
+            (r.members.isEmpty || r.members.contains(member)) && names.contains { r.covers($0) }
+        }.sorted { (rank($0), $0.id) < (rank($1), $1.id) }
+        for r in candidates {
+            let covered = left.filter { r.covers($0) }
+            guard !covered.isEmpty else { continue }
+            serves.append(TLSServe(certificate: r.chainPath(config), key: r.keyPath(config), names: covered))
+            left.removeAll { covered.contains($0) }
         }
-        return out
+        return serves
+    }
+
+    /// The certificates that may serve now: valid, their files present.
+    public static func valid(_ records: [CertRecord], config: Config, now: Date,
+                             fileExists: (String) -> Bool = { FileManager.default.fileExists(atPath: $0) }) -> [CertRecord] {
+        records.filter { $0.isValid(at: now) && fileExists($0.chainPath(config)) && fileExists($0.keyPath(config)) }
     }
 
     /// Puts a certificate's chain and key in their own new directory (key 0600, both

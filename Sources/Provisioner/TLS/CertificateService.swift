@@ -150,10 +150,17 @@ extension Engine {
     /// wildcard covers it) and its aliases.
     func certTenants(_ tenants: [Tenant], _ aliases: [String: [String]]) -> [CertTenant] {
         let wildcard = config.tls.dns == .rfc2136
-        return tenants.filter { $0.desired != .deleted }.compactMap { t in
+        var out = tenants.filter { $0.desired != .deleted }.compactMap { t in
             let names = (wildcard ? [] : [t.primaryDomain(config)]) + (aliases[t.code] ?? [])
             return names.isEmpty ? nil : CertTenant(id: t.code, slug: t.slug, names: names)
         }
+        // The portal's host joins the bundles like a village with one name (unless the
+        // regency's wildcard covers it).
+        let host = config.portalHost
+        if config.portal.enabled, !(wildcard && host.hasSuffix("." + config.domain) && !host.dropLast(config.domain.count + 1).contains(".")) {
+            out.append(CertTenant(id: PortalCapability.member, slug: PortalCapability.member, names: [host]))
+        }
+        return out
     }
 
     /// Plans issuance from the state database; reads only.

@@ -7,7 +7,7 @@ import Mustache
 /// `paths.templates`; a template of the same name in `paths.operator_templates` wins,
 /// and operators may add site templates there (`nginx/NAME.conf.mustache`).
 public struct Renderer: @unchecked Sendable {
-    public static let reservedSiteTemplates: Set<String> = ["suspended", "redirect"]
+    public static let reservedSiteTemplates: Set<String> = ["suspended", "redirect", "portal"]
     static let nginxHeaderPrefix = "# desa-managed tenant="
     static let poolHeaderPrefix = "; desa-managed tenant="
 

@@ -26,8 +26,9 @@ public enum SlugAssigner {
         }
     }
 
-    public static func assign(_ requests: [Request], existing: [Existing]) throws -> [VillageCode: String] {
-        let taken = Set(existing.map(\.slug))
+    /// `reserved`: slugs no village may take (a capability's host), with why.
+    public static func assign(_ requests: [Request], existing: [Existing], reserved: [String: String] = [:]) throws -> [VillageCode: String] {
+        let taken = Set(existing.map(\.slug)).union(reserved.keys)
         var baseCount: [String: Int] = [:]
         for e in existing { if let b = try? Names.slugify(e.name) { baseCount[b, default: 0] += 1 } }
 
@@ -36,6 +37,7 @@ public enum SlugAssigner {
         for r in requests {
             if let o = r.override {
                 try Names.validateSlug(o)
+                if let why = reserved[o] { throw DesaError(.conflict, "slug \(o) is reserved for \(why)") }
                 if taken.contains(o) { throw DesaError(.conflict, "slug \(o) is already used by another village") }
             }
             let base = try Names.slugify(r.name)

@@ -185,8 +185,10 @@ struct EndToEndTests {
         #expect(tenants.allSatisfy { $0["status"] as? String == "active" })
         let c = try h.config()
         #expect(try h.users().count == 280, "no orphan or missing users")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: c.nginx.sitesDir).filter { $0.hasSuffix(".conf") }.count == 280)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: c.nginx.sitesDir).filter { $0.hasSuffix(".conf") && !$0.hasPrefix("_") }.count == 280)
         #expect(try FileManager.default.contentsOfDirectory(atPath: c.php.versions["8.2"]!.poolDir).filter { $0.hasSuffix(".conf") }.count == 280)
+        // The portal lists every village once, whatever the kill interrupted.
+        #expect(Support.read(c.portalRoot + "/index.html").components(separatedBy: "<li data-cari=").count - 1 == 280)
         #expect(!FileManager.default.fileExists(atPath: c.rollbackDir + "/manifest.json"))
         #expect(try h.desactl("plan").stdout.contains("Nothing to do"))
         for t in tenants { #expect(try h.get(t["domain"] as! String).status == 200) }

@@ -11,7 +11,7 @@ import Testing
 struct HTTPSTests {
     // MARK: issuance
 
-    @Test("all 280 villages of Kab. Bandung get valid certificates in 3 orders and answer on HTTPS; HTTP redirects but for ACME challenges; PHP sees HTTPS=on")
+    @Test("all 280 villages of Kab. Bandung and the portal get valid certificates in 3 orders and answer on HTTPS; HTTP redirects but for ACME challenges; PHP sees HTTPS=on")
     func bandungOnHTTPS() throws {
         let h = try SandboxHarness("https280", pebble: (port: 24000, httpsPort: 24010))
         defer { h.destroy() }
@@ -24,7 +24,8 @@ struct HTTPSTests {
         let report = try object(issued)
         let orders = report["issued"] as? [[String: Any]] ?? []
         #expect(orders.count == 3, "\(orders)")
-        #expect(orders.map { $0["names"] as? Int ?? 0 }.reduce(0, +) == 280)
+        // The villages' 280 names and the portal's host.
+        #expect(orders.map { $0["names"] as? Int ?? 0 }.reduce(0, +) == 281)
         #expect((report["failed"] as? [Any])?.isEmpty == true && (report["held_out"] as? [Any])?.isEmpty == true, "\(report)")
         print("HTTPSTests: 280 villages issued in \(orders.count) orders, \(String(format: "%.1f", took)) s")
 
@@ -44,6 +45,8 @@ struct HTTPSTests {
         try #require(domains.count == 280)
         let https = try h.curl("https", domains, cacert: h.pebbleRoot)
         let notServed = domains.filter { https[$0]?.code != "200" }
+        let portal = try h.config().portalHost
+        #expect(try h.curl("https", [portal], cacert: h.pebbleRoot)[portal]?.code == "200", "the portal is not on HTTPS")
         #expect(notServed.isEmpty, "\(notServed.count) villages not on HTTPS, e.g. \(notServed.prefix(3).map { "\($0): \(https[$0] ?? ("none", ""))" }) \(https.error)")
 
         // Each chain leads to pebble's root.
@@ -80,6 +83,7 @@ struct HTTPSTests {
     func oneVillageMore() throws {
         let h = try SandboxHarness("https201", pebble: (port: 24020, httpsPort: 24030))
         defer { h.destroy() }
+        try h.portalOff()
         try #require(try h.desactl("tenant", "import", try h.bandungSubset(200)).ok)
         let first = try object(try h.desactl("cert", "issue", "--all", "--json"))
         #expect(ids(first["issued"]) == ["b001", "b002"], "\(first)")
@@ -113,6 +117,7 @@ struct HTTPSTests {
     func unresolvableAlias() throws {
         let h = try SandboxHarness("httpsalias", pebble: (port: 24040, httpsPort: 24050))
         defer { h.destroy() }
+        try h.portalOff()
         try #require(try h.desactl("tenant", "import", try h.bandungSubset(3)).ok)
         let t = try h.tenants()[0]
         let slug = t["slug"] as! String, primary = t["domain"] as! String
@@ -172,6 +177,7 @@ struct HTTPSTests {
     func smallBudget() throws {
         let h = try SandboxHarness("httpsbudget", pebble: (port: 24060, httpsPort: 24070))
         defer { h.destroy() }
+        try h.portalOff()
         try h.setTLS(["certificates_per_domain": "2"])
         try #require(try h.desactl("tenant", "import", Support.bandung).ok)
         let refill = Budget.Limit(2, per: 7 * 86400).refillInterval   // 3.5 days
@@ -222,6 +228,7 @@ struct HTTPSTests {
     func renewalOfTheDueOnes() throws {
         let h = try SandboxHarness("httpsrenew", pebble: (port: 24080, httpsPort: 24090))
         defer { h.destroy() }
+        try h.portalOff()
         try h.setTLS(["bundle_size": "2"])
         try #require(try h.desactl("tenant", "import", try h.bandungSubset(4)).ok)
         #expect(ids(try object(try h.desactl("cert", "issue", "--all", "--json"))["issued"]) == ["b001", "b002"])

@@ -123,6 +123,10 @@ final class SandboxHarness: @unchecked Sendable {
         try AtomicFiles.write([FileWrite(path: configPath, content: lines.joined(separator: "\n"), mode: 0o600)])
     }
 
+    /// Turns the regency's portal off, for tests whose arithmetic counts only villages
+    /// (its host would join the certificate bundles, its server block the sites).
+    func portalOff() throws { try set("portal", ["enabled": "false"]) }
+
     /// This run's pebble root (saved by `sandbox start`): what a browser would trust.
     var pebbleRoot: String { dir + "/pebble/root.pem" }
 

@@ -243,7 +243,12 @@ struct SystemdAgentTests {
         let drift = try h.journal(after: cursor, match + ["MESSAGE_ID=" + HealthMessageID.degraded, "DESA_CHECK=drift"])
         #expect(drift.contains { ($0["DESA_REASON"] as? String ?? "").contains("create-config /etc/nginx/desa/cimekar.conf") },
                 "\(drift.map { $0["DESA_REASON"] ?? "" })")
-        let status = try h.show(Self.unit, ["StatusText"])["StatusText"] ?? ""
+        // The status line comes at the sweep's end, after its entries (and the portal's page).
+        var status = ""
+        _ = try waitFor(5) {
+            status = try h.show(Self.unit, ["StatusText"])["StatusText"] ?? ""
+            return status.hasSuffix(" 1 down")
+        }
         #expect(status.hasSuffix(" 1 down"), "StatusText=\(status)")
         // The catalog explains it, the entry's fields filled in.
         let explained = try h.exec(["/usr/bin/journalctl", "-x", "--no-pager", "MESSAGE_ID=" + HealthMessageID.down, "DESA_TENANT=32.04.05.2003"]).stdout
