@@ -47,6 +47,11 @@
                         same run: total time and each village's time answering 503 or serving a
                         half-unpacked tree (median, p95); one village's rollback from a broken
                         release; the code on disk against one release.
+  bench/run.py portal    The portal's page rewritten after one village's health changed (`desactl portal
+                        refresh`, its own time) at 280 (Kab. Bandung) and 5,000 (synthetic) villages,
+                        and the operators' status page written at 5,000 (`desactl status --html`),
+                        against `desactl tenant list --json` and `desactl health --json` over the same
+                        tenants, same run; the pages' sizes.
 
 Needs root, a release build (bench/run.sh builds it) and nothing listening on the ports.
 """
@@ -1139,6 +1144,60 @@ def bench_package():
           f"the ten manual steps {figures['manual']['to_280_served_s']} s ({res['time_ratio_package_vs_manual']}x)")
     save("package", res)
 
+def bench_portal(sizes=(280, 5000), flips=9):
+    agent = os.path.join(os.path.dirname(DESACTL), "desa-agent")
+    res = {"sizes": {}}
+    for n in sizes:
+        if n == 280:
+            csv = BANDUNG
+        else:
+            csv = f"/var/tmp/desa-bench-synth-{n}.csv"
+            run([sys.executable, os.path.join(ROOT, "bench", "synth.py"), str(n), csv])
+        sb = Sandbox(f"portal-{n}", 18486, "bnp", 760000, extra_toml='tenant_error_logs = "shared"')
+        try:
+            sb.desactl("tenant", "import", csv)
+            first = subprocess.run([agent, "--config", sb.env["DESA_CONFIG"], "--once"], capture_output=True, text=True)
+            assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+            db = sb.dir + "/state/state.sqlite"
+            code = sqlite3.connect(db).execute("SELECT code FROM tenant ORDER BY code LIMIT 1").fetchone()[0]
+            refresh, walls = [], []
+            for i in range(flips):
+                # One village's http check changes, as a sweep would record it.
+                con = sqlite3.connect(db)
+                con.execute("UPDATE health_check SET state = ? WHERE subject = ? AND \"check\" = 'http'",
+                            ("down" if i % 2 == 0 else "ok", code))
+                con.commit()
+                con.close()
+                t = time.perf_counter()
+                out = run([DESACTL, "portal", "refresh", "--json"], sb.env)[2]
+                walls.append(time.perf_counter() - t)
+                r = json.loads(out)
+                assert r["wrote"], r
+                refresh.append(r["seconds"])
+            page_bytes = r["bytes"]
+            lst = timed([DESACTL, "tenant", "list", "--json"], sb.env, n=9)
+            entry = {"villages": n, "page_bytes": page_bytes,
+                     "refresh_median_s": round(statistics.median(refresh), 4), "refresh_max_s": round(max(refresh), 4),
+                     "process_wall_median_s": round(statistics.median(walls), 4),
+                     "baseline_tenant_list_json": lst,
+                     "ratio_refresh_vs_tenant_list": round(statistics.median(refresh) / lst["median_s"], 2)}
+            print(f"portal of {n}: rewritten in {entry['refresh_median_s'] * 1000:.1f} ms (max {entry['refresh_max_s'] * 1000:.1f}; "
+                  f"process {entry['process_wall_median_s'] * 1000:.0f} ms), {page_bytes} bytes; tenant list --json "
+                  f"{lst['median_s'] * 1000:.0f} ms ({entry['ratio_refresh_vs_tenant_list']}x)")
+            if n >= 5000:
+                out_file = sb.dir + "/status.html"
+                st = timed([DESACTL, "status", "--html", out_file], sb.env, n=5)
+                health = timed([DESACTL, "health", "--json"], sb.env, n=5)
+                entry["status_page"] = {"wall": st, "bytes": os.path.getsize(out_file), "baseline_health_json": health,
+                                        "ratio_vs_health_json": round(st["median_s"] / health["median_s"], 2)}
+                print(f"status page of {n}: {st['median_s'] * 1000:.0f} ms, {os.path.getsize(out_file)} bytes; "
+                      f"health --json {health['median_s'] * 1000:.0f} ms ({entry['status_page']['ratio_vs_health_json']}x)")
+            res["sizes"][str(n)] = entry
+        finally:
+            sb.destroy()
+    res["targets"] = {"refresh_280_s_under": 0.05, "refresh_5000_s_under": 0.5, "status_5000_s_under": 1.0, "page_280_bytes_under": 150000}
+    save("portal", res)
+
 
 if __name__ == "__main__":
     if os.geteuid() != 0:
@@ -1161,6 +1220,8 @@ if __name__ == "__main__":
                      nights=int(os.environ.get("BENCH_BACKUP_NIGHTS", "7")))
     if which in ("upgrade", "all"):
         bench_upgrade(int(sys.argv[2]) if len(sys.argv) > 2 and which == "upgrade" else int(os.environ.get("BENCH_UPGRADE_VILLAGES", "280")))
+    if which in ("portal", "all"):
+        bench_portal()
     if which in ("package", "all"):
         bench_package()
     if which in ("https", "all"):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds desactl in release mode and runs the benchmarks: bench/run.sh [import|db|scale|health|quota|masters|backup|upgrade|package|https|all]
+# Builds desactl in release mode and runs the benchmarks: bench/run.sh [import|db|scale|health|quota|masters|backup|upgrade|portal|package|https|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh

@@ -14,7 +14,7 @@ struct Desactl: ParsableCommand {
         Mutating commands take --dry-run (print the plan, change nothing) and --json.
         """,
         version: DesaVersion.string,
-        subcommands: [InitCommand.self, SandboxCommand.self, TenantCommand.self, DatabaseCommand.self, AppCommand.self, CertCommand.self, HealthCommand.self, JobCommand.self, QuotaCommand.self, BackupCommand.self, PlanCommand.self, ApplyCommand.self, ConfigCommand.self]
+        subcommands: [InitCommand.self, SandboxCommand.self, TenantCommand.self, DatabaseCommand.self, AppCommand.self, CertCommand.self, HealthCommand.self, StatusCommand.self, JobCommand.self, QuotaCommand.self, BackupCommand.self, PortalCommand.self, PlanCommand.self, ApplyCommand.self, ConfigCommand.self]
     )
 
     /// `desactl --config PATH <command> ...`: a --config before the command names applies

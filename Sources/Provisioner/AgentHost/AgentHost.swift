@@ -7,7 +7,8 @@ import UnixSignals
 /// What desa-agent runs, as a `ServiceGroup`: the health sweeps (READY=1 after the first,
 /// STATUS= after each), every job the capabilities in use bring (`JobProviding`:
 /// certificate renewals, ...) and the agent's own (reconcile, when `health.repair_drift`),
-/// the metrics endpoint when `[metrics] listen` says where, and alive (WATCHDOG=1,
+/// the metrics endpoint when `[metrics] listen` says where, the status page when `[status]
+/// listen` does, and alive (WATCHDOG=1,
 /// STOPPING=1), last so that it is the first told to stop. The executable only parses its
 /// flags and runs this; tests run it in-process with capabilities of their own.
 public struct AgentHost: Sendable {
@@ -40,7 +41,11 @@ public struct AgentHost: Sendable {
         }
         if let metrics {
             let server = try MetricsServer(listen: engine.config.metrics.listen, metrics: metrics, group: MultiThreadedEventLoopGroup.singleton)
-            services.append(MetricsService(server: server, logger: logger))
+            services.append(LoopbackHTTPService(server: server, logger: logger))
+        }
+        if !engine.config.status.listen.isEmpty {
+            if let file = engine.config.status.authFile, case .failure(let e) = StatusAuth.read(file) { throw e }
+            services.append(LoopbackHTTPService(server: try StatusServer.make(engine, group: MultiThreadedEventLoopGroup.singleton), logger: logger))
         }
         services.append(Alive(watchdog: ServiceNotify.watchdog, clock: clock, logger: logger))  // last: first told to stop
         return services

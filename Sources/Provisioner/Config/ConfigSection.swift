@@ -38,7 +38,7 @@ public enum ConfigSections {
     /// The sections of the built-in capabilities (`Capability.settings`), then the agent's.
     nonisolated(unsafe) private static var types: [any ConfigSection.Type] = Capabilities.builtIn.flatMap { $0.settings } + agentSections
     /// The agent's own sections, which belong to no capability.
-    static let agentSections: [any ConfigSection.Type] = [HealthSettings.self, MetricsSettings.self]
+    static let agentSections: [any ConfigSection.Type] = [HealthSettings.self, MetricsSettings.self, StatusSettings.self]
 
     public static var registered: [any ConfigSection.Type] {
         get { lock.withLock { types } }

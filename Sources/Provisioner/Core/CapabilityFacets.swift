@@ -99,3 +99,23 @@ extension Engine {
         capabilities.flatMap { ($0 as? any NameReserving)?.reservedNames(config) ?? [] }
     }
 }
+
+/// What a capability knows of each tenant that its operators want at a glance: a column
+/// of the status page (`desactl status --html`, `[status] listen`).
+public protocol StatusReporting: Capability {
+    /// The column's heading (Indonesian, as the page is).
+    var statusHeading: String { get }
+    /// Its fact for each tenant it knows, by village code; measured or read now.
+    func statusFacts(_ engine: Engine, tenants: [Tenant], now: Date) throws -> [String: StatusFact]
+}
+
+/// One cell of the status page: its text, its state (for its colour) and, for a share of
+/// something, a percent drawn as a bar.
+public struct StatusFact: Sendable, Equatable {
+    public var text: String
+    public var state: HealthState
+    public var percent: Double?
+    public init(_ text: String, _ state: HealthState, percent: Double? = nil) {
+        self.text = text; self.state = state; self.percent = percent
+    }
+}

@@ -6,17 +6,44 @@ import NIOPosix
 import Glibc
 #endif
 
-/// A small HTTP/1.1 server for Prometheus: `GET /metrics` answers `AgentMetrics.exposition()`,
-/// any other path 404, any other method 405. It listens on a loopback address or on a Unix
-/// socket (0660, its directory created 0755 if missing); `MetricsListen` refuses anything
-/// else. Everything runs on `group`'s event loops; `start` and `stop` only await futures.
+/// A request as a `LoopbackHTTPServer`'s responder sees it.
+public struct HTTPRequestInfo: Sendable {
+    public var method: HTTPMethod
+    /// The path without its query.
+    public var path: String
+    public var headers: HTTPHeaders
+}
+
+/// A responder's answer.
+public struct HTTPAnswer: Sendable {
+    public var status: HTTPResponseStatus
+    public var body: String
+    public var contentType: String
+    public var headers: [(String, String)]
+    public init(_ status: HTTPResponseStatus, _ body: String, contentType: String = "text/plain; charset=utf-8",
+                headers: [(String, String)] = []) {
+        self.status = status; self.body = body; self.contentType = contentType; self.headers = headers
+    }
+}
+
+/// The Prometheus endpoint is the first of these servers.
+public typealias MetricsServer = LoopbackHTTPServer
+
+/// A small HTTP/1.1 server for what only the server's operators may see: Prometheus's
+/// `GET /metrics` (`init(listen:metrics:group:)`), the operators' status page. It listens
+/// on a loopback address or on a Unix socket (0660, its directory created 0755 if
+/// missing); `MetricsListen` refuses anything else. Everything runs on `group`'s event
+/// loops but the responder, which runs as a task; `start` and `stop` only await futures.
 ///
 /// Requests are bounded: a request line and headers of at most 8 KiB, a body of at most
 /// 1 KiB (413 and the connection closed beyond), and a connection idle for 10 seconds is
 /// closed.
-public final class MetricsServer: Sendable {
+public final class LoopbackHTTPServer: Sendable {
+    public typealias Responder = @Sendable (HTTPRequestInfo) async -> HTTPAnswer
     public let listen: MetricsListen
-    private let metrics: AgentMetrics
+    /// For messages: `metrics`, `status`.
+    public let name: String
+    private let responder: Responder
     private let group: any EventLoopGroup
     private let lock = NSLock()
     /// The listening channel and, for a Unix socket, the inode `stop` removes.
@@ -29,23 +56,36 @@ public final class MetricsServer: Sendable {
     static let idleTimeout = TimeAmount.seconds(10)
 
     /// Validates `listen` (`127.0.0.1:PORT`, `[::1]:PORT`, `unix:/PATH`; port 0: any free
-    /// port); throws `DesaError(.config)` for an empty, malformed or public address.
-    public init(listen: String, metrics: AgentMetrics, group: any EventLoopGroup) throws {
-        guard let a = try MetricsListen.parse(listen, key: "metrics.listen") else {
-            throw DesaError(.config, "metrics.listen is empty: metrics are off, there is nothing to serve")
+    /// port); throws `DesaError(.config)` naming `key` for an empty, malformed or public address.
+    public init(listen: String, key: String, name: String, why: String, group: any EventLoopGroup, responder: @escaping Responder) throws {
+        guard let a = try MetricsListen.parse(listen, key: key, why: why) else {
+            throw DesaError(.config, "\(key) is empty: \(name) is off, there is nothing to serve")
         }
         self.listen = a
-        self.metrics = metrics
+        self.name = name
         self.group = group
+        self.responder = responder
+    }
+
+    /// Prometheus: `GET /metrics` answers `AgentMetrics.exposition()`, any other path 404,
+    /// any other method 405.
+    public convenience init(listen: String, metrics: AgentMetrics, group: any EventLoopGroup) throws {
+        try self.init(listen: listen, key: "metrics.listen", name: "metrics", why: MetricsListen.metricsWhy, group: group) { r in
+            guard r.path == "/metrics" else { return HTTPAnswer(.notFound, "not found; metrics are at /metrics\n") }
+            guard r.method == .GET || r.method == .HEAD else {
+                return HTTPAnswer(.methodNotAllowed, "only GET /metrics\n", headers: [("Allow", "GET, HEAD")])
+            }
+            return HTTPAnswer(.ok, metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        }
     }
 
     /// Starts listening; returns the bound address (`127.0.0.1:43123`, `[::1]:9464`,
     /// `unix:/run/desa/metrics.sock`).
     public func start() async throws -> String {
         guard (lock.withLock { server == nil }) else {
-            throw DesaError(.conflict, "the metrics server on \(listen) is already started")
+            throw DesaError(.conflict, "the \(name) server on \(listen) is already started")
         }
-        let metrics = self.metrics
+        let responder = self.responder
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 64)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -55,7 +95,7 @@ public final class MetricsServer: Sendable {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: Self.idleTimeout))
                     try sync.configureHTTPServerPipeline(withErrorHandling: true)
-                    try sync.addHandler(MetricsHTTPHandler(metrics: metrics))
+                    try sync.addHandler(LoopbackHTTPHandler(responder: responder))
                 }
             }
         switch listen {
@@ -64,24 +104,24 @@ public final class MetricsServer: Sendable {
             do {
                 channel = try await bootstrap.bind(host: host, port: port).get()
             } catch {
-                throw DesaError(.system, "metrics: cannot listen on \(listen): \(error)")
+                throw DesaError(.system, "\(name): cannot listen on \(listen): \(error)")
             }
             lock.withLock { server = (channel, nil) }
             let bound = channel.localAddress?.port ?? port
             return MetricsListen.tcp(host: host, port: bound).description
         case .unix(let path):
-            try Self.prepareSocket(path)
+            try Self.prepareSocket(path, name: name, key: "\(name).listen")
             let channel: any Channel
             do {
                 channel = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: false).get()
             } catch {
-                throw DesaError(.system, "metrics: cannot listen on \(listen): \(error)")
+                throw DesaError(.system, "\(name): cannot listen on \(listen): \(error)")
             }
             var st = stat()
             guard chmod(path, 0o660) == 0, lstat(path, &st) == 0 else {
                 let why = String(cString: strerror(errno))
                 try? await channel.close().get()
-                throw DesaError(.system, "metrics: cannot make \(path) 0660: \(why)")
+                throw DesaError(.system, "\(name): cannot make \(path) 0660: \(why)")
             }
             lock.withLock { server = (channel, st.st_ino) }
             return listen.description
@@ -101,7 +141,7 @@ public final class MetricsServer: Sendable {
         if case .unix(let path) = listen, let inode = s.inode {
             var st = stat()
             if lstat(path, &st) == 0, st.st_mode & S_IFMT == S_IFSOCK, st.st_ino == inode, unlink(path) != 0, errno != ENOENT {
-                throw DesaError(.system, "metrics: cannot remove \(path): \(String(cString: strerror(errno)))")
+                throw DesaError(.system, "\(name): cannot remove \(path): \(String(cString: strerror(errno)))")
             }
         }
     }
@@ -118,35 +158,35 @@ public final class MetricsServer: Sendable {
     /// Makes the socket's directory (0755) if missing and removes a stale socket left by a
     /// dead agent. Never removes anything but a socket nobody listens on, never follows a
     /// link at `path`.
-    static func prepareSocket(_ path: String) throws {
+    static func prepareSocket(_ path: String, name: String = "metrics", key: String = "metrics.listen") throws {
         let dir = (path as NSString).deletingLastPathComponent
         var st = stat()
         if stat(dir, &st) != 0 {
             guard errno == ENOENT else {
-                throw DesaError(.system, "metrics: cannot read \(dir): \(String(cString: strerror(errno)))")
+                throw DesaError(.system, "\(name): cannot read \(dir): \(String(cString: strerror(errno)))")
             }
             do {
                 try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                         attributes: [.posixPermissions: 0o755])
             } catch {
-                throw DesaError(.system, "metrics: cannot create \(dir): \(error.localizedDescription)")
+                throw DesaError(.system, "\(name): cannot create \(dir): \(error.localizedDescription)")
             }
             chmod(dir, 0o755)
         } else if st.st_mode & S_IFMT != S_IFDIR {
-            throw DesaError(.system, "metrics: \(dir) is not a directory")
+            throw DesaError(.system, "\(name): \(dir) is not a directory")
         }
         guard lstat(path, &st) == 0 else {
             if errno == ENOENT { return }
-            throw DesaError(.system, "metrics: cannot read \(path): \(String(cString: strerror(errno)))")
+            throw DesaError(.system, "\(name): cannot read \(path): \(String(cString: strerror(errno)))")
         }
         guard st.st_mode & S_IFMT == S_IFSOCK else {
-            throw DesaError(.system, "metrics: \(path) exists and is not a socket; it is left as it is (remove it, or set another metrics.listen)")
+            throw DesaError(.system, "\(name): \(path) exists and is not a socket; it is left as it is (remove it, or set another \(key))")
         }
         if isListening(path) {
-            throw DesaError(.conflict, "metrics: \(path) is in use by another process (another desa-agent?)")
+            throw DesaError(.conflict, "\(name): \(path) is in use by another process (another desa-agent?)")
         }
         guard unlink(path) == 0 || errno == ENOENT else {
-            throw DesaError(.system, "metrics: cannot remove the stale socket \(path): \(String(cString: strerror(errno)))")
+            throw DesaError(.system, "\(name): cannot remove the stale socket \(path): \(String(cString: strerror(errno)))")
         }
     }
 
@@ -172,18 +212,18 @@ public final class MetricsServer: Sendable {
     }
 }
 
-/// One connection's requests: `GET /metrics` or an error status.
-private final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// One connection's requests, answered in order by the responder.
+private final class LoopbackHTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let metrics: AgentMetrics
+    private let responder: LoopbackHTTPServer.Responder
     private var head: HTTPRequestHead?
     private var bodyBytes = 0
     /// A request was refused for its size: everything after it is ignored until the close.
     private var refused = false
 
-    init(metrics: AgentMetrics) { self.metrics = metrics }
+    init(responder: @escaping LoopbackHTTPServer.Responder) { self.responder = responder }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
@@ -192,12 +232,12 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelH
             head = h
             bodyBytes = 0
             let size = h.uri.utf8.count + h.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
-            if size > MetricsServer.maxHeadBytes {
+            if size > LoopbackHTTPServer.maxHeadBytes {
                 refuse(context, .requestHeaderFieldsTooLarge)
             }
         case .body(let chunk):
             bodyBytes += chunk.readableBytes
-            if bodyBytes > MetricsServer.maxBodyBytes {
+            if bodyBytes > LoopbackHTTPServer.maxBodyBytes {
                 refuse(context, .payloadTooLarge)
             }
         case .end:
@@ -217,13 +257,15 @@ private final class MetricsHTTPHandler: ChannelInboundHandler, RemovableChannelH
 
     private func answer(_ context: ChannelHandlerContext, _ h: HTTPRequestHead) {
         let path = h.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? h.uri
-        guard path == "/metrics" else {
-            return respond(context, h, .notFound, "not found; metrics are at /metrics\n")
+        let request = HTTPRequestInfo(method: h.method, path: path, headers: h.headers)
+        let responder = self.responder
+        let promise = context.eventLoop.makePromise(of: HTTPAnswer.self)
+        promise.completeWithTask { await responder(request) }
+        let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+        promise.futureResult.whenSuccess { a in
+            let (handler, context) = bound.value
+            handler.respond(context, h, a.status, a.body, contentType: a.contentType, extra: a.headers)
         }
-        guard h.method == .GET || h.method == .HEAD else {
-            return respond(context, h, .methodNotAllowed, "only GET /metrics\n", extra: [("Allow", "GET, HEAD")])
-        }
-        respond(context, h, .ok, metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8")
     }
 
     private func refuse(_ context: ChannelHandlerContext, _ status: HTTPResponseStatus) {

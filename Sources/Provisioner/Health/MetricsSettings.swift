@@ -48,7 +48,7 @@ public enum MetricsListen: Sendable, Equatable, CustomStringConvertible {
 
     /// Parses `listen`; nil when it is empty (metrics off). Throws `DesaError(.config)` naming
     /// `key` for anything else than a loopback `HOST:PORT` or `unix:/ABSOLUTE/PATH`.
-    public static func parse(_ listen: String, key: String = "metrics.listen") throws -> MetricsListen? {
+    public static func parse(_ listen: String, key: String = "metrics.listen", why: String = metricsWhy) throws -> MetricsListen? {
         if listen.isEmpty { return nil }
         let shown = Quote.show(listen)
         let forms = "use 127.0.0.1:PORT, [::1]:PORT or unix:/PATH"
@@ -85,10 +85,12 @@ public enum MetricsListen: Sendable, Equatable, CustomStringConvertible {
             throw DesaError(.config, "\(key) \(shown): \(Quote.show(String(host))) is not an IP address; \(forms)")
         }
         guard loopback else {
-            throw DesaError(.config, "\(key) \(shown) is not a loopback address: the metrics name every village and must not be published; \(forms)")
+            throw DesaError(.config, "\(key) \(shown) is not a loopback address: \(why) and must not be published; \(forms)")
         }
         return .tcp(host: String(host), port: port)
     }
+
+    public static let metricsWhy = "the metrics name every village"
 
     /// Whether an IP literal is a loopback address (127.0.0.0/8, ::1); nil if it is no IP literal.
     static func isLoopback(_ host: String) -> Bool? {

@@ -73,7 +73,7 @@ struct HealthCommand: ParsableCommand {
     }
 
     func render(_ r: HealthReport, _ e: Engine, code: String?) -> String {
-        if json { return Self.json(r, code: code).serialized(pretty: true) + "\n" }
+        if json { return r.json(code: code).serialized(pretty: true) + "\n" }
         var out = ""
         guard let sweep = r.sweep else {
             return "No health recorded yet: is desa-agent running (systemctl status desa-agent)? Or run desactl health --now.\n"
@@ -117,26 +117,6 @@ struct HealthCommand: ParsableCommand {
         if s < 7200 { return "\(s / 60) min ago" }
         if s < 172_800 { return "\(s / 3600) h ago" }
         return "\(s / 86_400) days ago"
-    }
-
-    static func json(_ r: HealthReport, code: String?) -> JSON {
-        func check(_ c: CheckStatus) -> JSON {
-            .object([("check", .string(c.check.rawValue)), ("state", .string(c.state.rawValue)), ("reason", .string(c.reason)),
-                     ("since", .string(Timestamp.format(c.since))), ("checked_at", .string(Timestamp.format(c.checkedAt)))])
-        }
-        let tenants = r.ordered.filter { code == nil || $0.code == code }.map { t in
-            JSON.object([("code", .string(t.code)), ("slug", .string(t.slug)), ("state", .string(t.state.rawValue)),
-                         ("since", JSON.str(t.since.map(Timestamp.format))), ("checks", .array(t.checks.map(check)))])
-        }
-        let c = r.counts
-        return .object([
-            ("summary", .object([("tenants", .int(r.tenants.count)), ("ok", .int(c[.ok] ?? 0)), ("degraded", .int(c[.degraded] ?? 0)),
-                                 ("down", .int(c[.down] ?? 0)), ("server", .string(r.serverState.rawValue)), ("line", .string(r.summary))])),
-            ("sweep", r.sweep.map { s in .object([("at", .string(Timestamp.format(s.at))), ("seconds", .double(s.seconds)), ("by", .string(s.by))]) } ?? .null),
-            ("stale", .bool(r.stale)),
-            ("tenants", .array(tenants)),
-            ("server", .array(r.server.map(check))),
-        ])
     }
 
     /// The tenant's recent journal entries, oldest first; the recorded changes of its
