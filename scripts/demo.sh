@@ -41,17 +41,26 @@ ok=$(curl -sS --cacert "$root" -K "$cfg" -w '%{http_code}\n' | grep -c '^200$' |
 rm -f "$cfg"
 echo "$ok of 280 villages answer 200 over HTTPS with a certificate the test CA signed"
 [ "$ok" = 280 ]
+# The regency's portal: every village on one page, over HTTPS too.
+"$bin" health --now >/dev/null || true
+listed=$(curl -sS --cacert "$root" --resolve "desa.bandungkab.go.id:$https_port:127.0.0.1" \
+  "https://desa.bandungkab.go.id:$https_port/" | grep -c '<li data-cari=' || true)
+echo "the portal lists $listed villages"
+[ "$listed" = 280 ]
 cat <<MSG
 
 All 280 villages of Kabupaten Bandung are served on 127.0.0.1:$port and, over HTTPS, on
 127.0.0.1:$https_port. Try:
   curl --cacert $root --resolve cileunyi-kulon.bandungkab.go.id:$https_port:127.0.0.1 https://cileunyi-kulon.bandungkab.go.id:$https_port/
   curl -H 'Host: cileunyi-kulon.bandungkab.go.id' 127.0.0.1:$port       (a redirect to HTTPS)
+  the portal, in a browser that resolves desa.bandungkab.go.id to 127.0.0.1:
+    https://desa.bandungkab.go.id:$https_port/   (or: chromium --host-resolver-rules="MAP *.bandungkab.go.id 127.0.0.1")
   export DESA_CONFIG=$DESA_CONFIG
   $bin tenant list
   $bin tenant show mekarsari-pacet
   $bin plan
   $bin health --now              (every village, worst first; $bin health cileunyi-kulon for one)
+  $bin status --html /tmp/status.html   (the operators' status page, once)
   $bin cert list
   $bin cert budget
   $bin db show cileunyi-kulon

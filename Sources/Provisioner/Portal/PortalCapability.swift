@@ -45,17 +45,25 @@ public struct PortalCapability: StatefulCapability, HealthReacting, NameReservin
     /// The page and the server block from the state database as it is now.
     static func render(_ db: Database, config c: Config, renderer r: Renderer, tenants: [Tenant], aliases: [String: [String]],
                        now: Date) throws -> Files {
-        let page = try PortalPage.load(db, config: c, tenants: tenants, aliases: aliases, now: now)
-        // The newest recorded change of health: a page written from older health never
-        // replaces a newer one (an apply planned before a sweep, written after it).
-        let stamp = try Int.fetchOne(db, sql: "SELECT MAX(id) FROM health_event") ?? 0
+        let (page, header) = try Self.page(db, config: c, renderer: r, tenants: tenants, aliases: aliases, now: now)
         let html = try page.render(r)
         var tls: [TLSServe] = []
         if c.tls.enabled {
             tls = CertStore.serving(CertStore.valid(try CertStore.records(db), config: c, now: now), member: member,
                                     names: [c.portalHost], config: c)
         }
-        return Files(page: pageHeader + " health=\(stamp) -->\n" + html, conf: try conf(c, r, tls: tls))
+        return Files(page: header + "\n" + html, conf: try conf(c, r, tls: tls))
+    }
+
+    /// The page's facts and its first line: `<!-- desa-managed portal health=N inputs=HEX -->`.
+    /// N is the newest recorded change of health: a page written from older health never
+    /// replaces a newer one (an apply planned before a sweep, written after it). HEX is what
+    /// the page is made from: the same line means the same page.
+    static func page(_ db: Database, config c: Config, renderer r: Renderer, tenants: [Tenant], aliases: [String: [String]],
+                     now: Date) throws -> (PortalPage, String) {
+        let page = try PortalPage.load(db, config: c, tenants: tenants, aliases: aliases, now: now)
+        let stamp = try Int.fetchOne(db, sql: "SELECT MAX(id) FROM health_event") ?? 0
+        return (page, pageHeader + " health=\(stamp) inputs=\(page.digest(r)) -->")
     }
 
     /// The server block: HTTPS for the names a certificate covers, a redirect to it on
@@ -160,11 +168,21 @@ public struct PortalCapability: StatefulCapability, HealthReacting, NameReservin
         guard c.portal.enabled, FileManager.default.fileExists(atPath: c.portalRoot) else { return false }
         let renderer = try engine.renderer()
         let now = engine.now()
-        let state = try engine.store.queue.read { db in
-            let tenants = try Tenant.order(Column("code")).fetchAll(db)
-            return try render(db, config: c, renderer: renderer, tenants: tenants, aliases: try Engine.aliases(db), now: now)
+        let (page, header) = try engine.store.queue.read { db in
+            try Self.page(db, config: c, renderer: renderer, tenants: try Tenant.order(Column("code")).fetchAll(db),
+                          aliases: try Engine.aliases(db), now: now)
         }
-        return try WritePortalPage(path: pagePath(c), content: state.page).write(c)
+        // After most sweeps nothing the page shows changed: its first line says so, and it is
+        // not rendered again.
+        if Self.firstLine(pagePath(c)) == header { return false }
+        return try WritePortalPage(path: pagePath(c), content: header + "\n" + (try page.render(renderer))).write(c)
+    }
+
+    static func firstLine(_ path: String) -> String? {
+        guard let f = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? f.close() }
+        let head = (try? f.read(upToCount: 512)) ?? Data()
+        return String(decoding: head.prefix { $0 != 0x0A }, as: UTF8.self)
     }
 }
 

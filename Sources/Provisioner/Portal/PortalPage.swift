@@ -118,6 +118,21 @@ public struct PortalPage: Sendable {
         (try r.render("partials/portal-script", [:]), try r.render("partials/portal-style", [:]))
     }
 
+    /// What the page is made from, as a short hex digest: its villages, title and host, and
+    /// the templates. A page whose header carries the same digest (and health stamp) need not
+    /// be rendered again.
+    func digest(_ r: Renderer) -> String {
+        var h = SHA256()
+        h.update(data: Data(r.fingerprint))
+        var text = title + "\u{0}" + host + "\u{0}"
+        for v in villages {
+            text += v.code + "\u{1}" + v.name + "\u{1}" + v.kindLabel + "\u{1}" + v.district + "\u{1}" + v.url + "\u{1}"
+                + (v.up.map { $0 ? "up" : "down" } ?? "unknown") + "\u{0}"
+        }
+        h.update(data: Data(text.utf8))
+        return h.finalize().prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
+
     /// A CSP source for exactly this inline text: `'sha256-…'`.
     static func cspHash(_ text: String) -> String {
         "'sha256-" + Data(SHA256.hash(data: Data(text.utf8))).base64EncodedString() + "'"
