@@ -142,6 +142,17 @@ struct PortalTests {
         }
     }
 
+    @Test("a page on disk is current when its first line has the same inputs and its body is unaltered")
+    func current() {
+        let key = PortalCapability.pageHeader + " health=3 inputs=abc"
+        let page = PortalCapability.withHeader(key, "<!DOCTYPE html>\n<p>280 desa</p>\n")
+        #expect(PortalCapability.current(page, key: key))
+        #expect(!PortalCapability.current(page, key: PortalCapability.pageHeader + " health=3 inputs=abd"), "other inputs")
+        #expect(!PortalCapability.current(page, key: PortalCapability.pageHeader + " health=4 inputs=abc"), "newer health")
+        #expect(!PortalCapability.current(page.replacingOccurrences(of: "280", with: "281"), key: key), "edited by hand")
+        #expect(!PortalCapability.current(nil, key: key))
+    }
+
     @Test("a page written from newer health is never replaced by one from older health")
     func stamps() throws {
         let dir = "/var/tmp/desa-portal-unit-\(getpid())"

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import GRDB
 
@@ -10,10 +11,19 @@ import GRDB
 /// health (`HealthReacting`), without a reload. The host is reserved: no village slug
 /// or alias may take it (`NameReserving`).
 public struct PortalCapability: StatefulCapability, HealthReacting, NameReserving {
-    /// The files as they should be; nil in `State`: the portal is off.
+    /// The files as they should be; nil in `State`: the portal is off. The page is rendered
+    /// only when the one on disk was made from other inputs (or was altered): its first line
+    /// says what it was made from (`key`) and carries its body's digest.
     public struct Files: Sendable {
-        public var page: String
+        public var portal: PortalPage
+        /// `<!-- desa-managed portal health=N inputs=HEX`
+        public var key: String
         public var conf: String
+
+        /// The whole page: the key, the body's digest, the body.
+        public func page(_ r: Renderer) throws -> String {
+            PortalCapability.withHeader(key, try portal.render(r))
+        }
     }
     public typealias State = Files?
 
@@ -45,25 +55,42 @@ public struct PortalCapability: StatefulCapability, HealthReacting, NameReservin
     /// The page and the server block from the state database as it is now.
     static func render(_ db: Database, config c: Config, renderer r: Renderer, tenants: [Tenant], aliases: [String: [String]],
                        now: Date) throws -> Files {
-        let (page, header) = try Self.page(db, config: c, renderer: r, tenants: tenants, aliases: aliases, now: now)
-        let html = try page.render(r)
+        let (page, key) = try Self.page(db, config: c, templates: r.fingerprint, tenants: tenants, aliases: aliases, now: now)
         var tls: [TLSServe] = []
         if c.tls.enabled {
             tls = CertStore.serving(CertStore.valid(try CertStore.records(db), config: c, now: now), member: member,
                                     names: [c.portalHost], config: c)
         }
-        return Files(page: header + "\n" + html, conf: try conf(c, r, tls: tls))
+        return Files(portal: page, key: key, conf: try conf(c, r, tls: tls))
     }
 
-    /// The page's facts and its first line: `<!-- desa-managed portal health=N inputs=HEX -->`.
+    static func withHeader(_ key: String, _ body: String) -> String {
+        key + " body=" + bodyDigest(body) + " -->\n" + body
+    }
+
+    static func bodyDigest(_ body: String) -> String {
+        SHA256.hash(data: Data(body.utf8)).prefix(12).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// A page on disk made from `key`'s inputs and unaltered since: its first line is the key
+    /// and the digest of what follows it.
+    static func current(_ page: String?, key: String) -> Bool {
+        guard let page, let nl = page.firstIndex(of: "\n") else { return false }
+        let first = page[..<nl]
+        guard first.hasPrefix(key + " body="), first.hasSuffix(" -->") else { return false }
+        let digest = first.dropFirst(key.count + 6).dropLast(4)
+        return digest == bodyDigest(String(page[page.index(after: nl)...]))
+    }
+
+    /// The page's facts and its key, its first line's start: `<!-- desa-managed portal health=N inputs=HEX`.
     /// N is the newest recorded change of health: a page written from older health never
     /// replaces a newer one (an apply planned before a sweep, written after it). HEX is what
     /// the page is made from: the same line means the same page.
-    static func page(_ db: Database, config c: Config, renderer r: Renderer, tenants: [Tenant], aliases: [String: [String]],
+    static func page(_ db: Database, config c: Config, templates: [UInt8], tenants: [Tenant], aliases: [String: [String]],
                      now: Date) throws -> (PortalPage, String) {
         let page = try PortalPage.load(db, config: c, tenants: tenants, aliases: aliases, now: now)
         let stamp = try Int.fetchOne(db, sql: "SELECT MAX(id) FROM health_event") ?? 0
-        return (page, pageHeader + " health=\(stamp) inputs=\(page.digest(r)) -->")
+        return (page, pageHeader + " health=\(stamp) inputs=\(page.digest(templates: templates))")
     }
 
     /// The server block: HTTPS for the names a certificate covers, a redirect to it on
@@ -132,9 +159,9 @@ public struct PortalCapability: StatefulCapability, HealthReacting, NameReservin
             return out
         }
         out.steps += Step.ensure(directories(c), nil, seen.stats)
-        if seen.page != want.page {
+        if !Self.current(seen.page, key: want.key) {
             out.steps.append(Step(nil, seen.page == nil ? "create-portal-page" : "update-portal-page", .files,
-                                  .custom(WritePortalPage(path: Self.pagePath(c), content: want.page))))
+                                  .custom(WritePortalPage(path: Self.pagePath(c), content: try want.page(d.renderer)))))
         }
         if seen.conf != want.conf {
             out.steps.append(Step(nil, seen.conf == nil ? "create-config" : "update-config", .files,
@@ -166,16 +193,15 @@ public struct PortalCapability: StatefulCapability, HealthReacting, NameReservin
     public static func refresh(_ engine: Engine) throws -> Bool {
         let c = engine.config
         guard c.portal.enabled, FileManager.default.fileExists(atPath: c.portalRoot) else { return false }
-        let renderer = try engine.renderer()
         let now = engine.now()
-        let (page, header) = try engine.store.queue.read { db in
-            try Self.page(db, config: c, renderer: renderer, tenants: try Tenant.order(Column("code")).fetchAll(db),
+        let (page, key) = try engine.store.queue.read { db in
+            try Self.page(db, config: c, templates: Renderer.fingerprint(config: c), tenants: try Tenant.order(Column("code")).fetchAll(db),
                           aliases: try Engine.aliases(db), now: now)
         }
         // After most sweeps nothing the page shows changed: its first line says so, and it is
-        // not rendered again.
-        if Self.firstLine(pagePath(c)) == header { return false }
-        return try WritePortalPage(path: pagePath(c), content: header + "\n" + (try page.render(renderer))).write(c)
+        // neither rendered again nor are the templates compiled.
+        if Self.firstLine(pagePath(c))?.hasPrefix(key + " body=") == true { return false }
+        return try WritePortalPage(path: pagePath(c), content: withHeader(key, try page.render(try engine.renderer()))).write(c)
     }
 
     static func firstLine(_ path: String) -> String? {

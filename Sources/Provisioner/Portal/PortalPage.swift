@@ -29,6 +29,16 @@ public struct PortalPage: Sendable {
     /// The page's villages from the tenants, their latest health (by code, then check)
     /// and what serves each over HTTPS.
     public init(config c: Config, tenants: [Tenant], health: [String: [HealthCheck: CheckStatus]], https: Set<String>) {
+        var down: [String: Bool] = [:]
+        for (code, checks) in health {
+            let serving = checks.values.filter { Self.servingChecks.contains($0.check) }
+            if !serving.isEmpty { down[code] = serving.contains { $0.state == .down } }
+        }
+        self.init(config: c, tenants: tenants, down: down, https: https)
+    }
+
+    /// `down`: by code, whether any serving check is down (absent: none checked yet).
+    init(config c: Config, tenants: [Tenant], down: [String: Bool], https: Set<String>) {
         title = c.portalTitle
         host = c.portalHost
         let port = String(c.nginx.listen.split(separator: ":").last ?? "80")
@@ -37,15 +47,21 @@ public struct PortalPage: Sendable {
         villages = tenants.filter { $0.desired == .active }.map { t in
             let domain = t.primaryDomain(c)
             let url = https.contains(t.code) ? "https://\(domain)\(httpsPort)/" : "http://\(domain)\(httpPort)/"
-            let checks = health[t.code]?.values.filter { Self.servingChecks.contains($0.check) } ?? []
-            let up: Bool? = checks.isEmpty ? nil : !checks.contains { $0.state == .down }
+            let up: Bool? = down[t.code].map { !$0 }
             return Village(code: t.code, name: t.name, kindLabel: Self.kindLabel(t.kind), district: t.districtName, url: url, up: up)
         }
     }
 
     /// Reads what the page needs in one read transaction.
     public static func load(_ db: Database, config: Config, tenants: [Tenant], aliases: [String: [String]], now: Date) throws -> PortalPage {
-        let health = try HealthStore.latest(db)
+        // Only what the page shows: whether any serving check is down, per village (the
+        // agent's drift look plans this every sweep, at 5,000 villages too).
+        let checks = servingChecks.map { "'\($0.rawValue)'" }.sorted().joined(separator: ", ")
+        var down: [String: Bool] = [:]
+        let rows = try GRDB.Row.fetchCursor(db, sql: """
+            SELECT subject, MAX(state = 'down') FROM health_check WHERE "check" IN (\(checks)) AND subject != '' GROUP BY subject
+            """)
+        while let row = try rows.next() { down[row[0]] = (row[1] as Int) != 0 }
         var https = Set<String>()
         if config.tls.enabled {
             let serving = CertStore.serving(try CertStore.records(db), tenants: tenants, aliases: aliases, config: config, now: now)
@@ -54,7 +70,7 @@ public struct PortalPage: Sendable {
                 if s.contains(where: { $0.names.contains { $0 == primary } }) { https.insert(code) }
             }
         }
-        return PortalPage(config: config, tenants: tenants, health: health, https: https)
+        return PortalPage(config: config, tenants: tenants, down: down, https: https)
     }
 
     static func kindLabel(_ k: VillageKind) -> String {
@@ -121,9 +137,9 @@ public struct PortalPage: Sendable {
     /// What the page is made from, as a short hex digest: its villages, title and host, and
     /// the templates. A page whose header carries the same digest (and health stamp) need not
     /// be rendered again.
-    func digest(_ r: Renderer) -> String {
+    func digest(templates fingerprint: [UInt8]) -> String {
         var h = SHA256()
-        h.update(data: Data(r.fingerprint))
+        h.update(data: Data(fingerprint))
         var text = title + "\u{0}" + host + "\u{0}"
         for v in villages {
             text += v.code + "\u{1}" + v.name + "\u{1}" + v.kindLabel + "\u{1}" + v.district + "\u{1}" + v.url + "\u{1}"

@@ -37,7 +37,7 @@ public struct Renderer: @unchecked Sendable {
         for (name, path) in sources.sorted(by: { $0.key < $1.key }) {
             do {
                 var text = AtomicFiles.read(path) ?? ""
-                everything.update(data: Data((name + "\u{0}" + text + "\u{0}").utf8))
+                Self.add(name, text, to: &everything)
                 // Config files are not HTML: no HTML escaping (every value passed the
                 // name grammars), which also halves the cost of a plan.
                 if !name.hasPrefix("pages/") { text = "{{% CONTENT_TYPE: TEXT}}" + text }
@@ -49,6 +49,22 @@ public struct Renderer: @unchecked Sendable {
             }
         }
         fingerprint = Array(everything.finalize())
+    }
+
+    private static func add(_ name: String, _ text: String, to h: inout SHA256) {
+        h.update(data: Data((name + "\u{0}" + text + "\u{0}").utf8))
+    }
+
+    /// The templates' `fingerprint` as a renderer made now would have it, without compiling
+    /// them (what the portal's page is made from, looked at after every sweep).
+    static func fingerprint(config: Config) -> [UInt8] {
+        var sources: [String: String] = [:]
+        for dir in [config.templates, config.operatorTemplates].compactMap({ $0 }) {
+            for (name, path) in templateFiles(in: dir) { sources[name] = path }
+        }
+        var everything = SHA256()
+        for (name, path) in sources.sorted(by: { $0.key < $1.key }) { add(name, AtomicFiles.read(path) ?? "", to: &everything) }
+        return Array(everything.finalize())
     }
 
     static func templateFiles(in dir: String) -> [(String, String)] {
