@@ -828,9 +828,11 @@ def bench_backup(n=280, nights=7, sample=20):
             tree = sb.dir + "/state/releases/opensid/" + os.listdir(sb.dir + "/state/releases/opensid")[0]
             pw = sb.dir + "/admin-password"
             with open(pw, "w") as f:
-                f.write("Desa-Bench-Backup!")
+                f.write("Desa-Bench-2410!")
             sb.desactl("app", "install", "opensid", tenants[0]["slug"], "--admin-password-file", pw)
-            installed = sb.dir + "/srv/" + tenants[0]["slug"] + "/public"
+            # What install left, before the loop below adds village 0's own uploads.
+            installed = sb.dir + "/installed-public"
+            subprocess.run(["cp", "-a", sb.dir + "/srv/" + tenants[0]["slug"] + "/public", installed], check=True)
         else:
             tree = sb.dir + "/opensid-release"
             os.makedirs(tree)
