@@ -85,6 +85,17 @@ class Browser:
             if "method" in msg:
                 self.events.append(msg)
 
+    def receive(self, until, floor):
+        """Keeps the next event that arrives before `until` (time.time()); False when none did."""
+        self.ws.settimeout(max(floor, until - time.time()))
+        try:
+            msg = json.loads(self.ws.recv())
+        except websocket.WebSocketTimeoutException:
+            return False
+        if "method" in msg:
+            self.events.append(msg)
+        return True
+
     def wait_for(self, method, timeout=20):
         deadline = time.time() + timeout
         seen = len(self.events)
@@ -93,13 +104,8 @@ class Browser:
                 if e["method"] == method:
                     return e
             seen = len(self.events)
-            self.ws.settimeout(max(0.1, deadline - time.time()))
-            try:
-                msg = json.loads(self.ws.recv())
-            except websocket.WebSocketTimeoutException:
+            if not self.receive(deadline, 0.1):
                 break
-            if "method" in msg:
-                self.events.append(msg)
         raise RuntimeError(f"no {method} within {timeout} s")
 
     def evaluate(self, expression):
@@ -115,14 +121,8 @@ class Browser:
     def settle(self, seconds=0.3):
         """Reads the events that arrive for a moment (late console messages, requests)."""
         end = time.time() + seconds
-        while time.time() < end:
-            self.ws.settimeout(max(0.05, end - time.time()))
-            try:
-                msg = json.loads(self.ws.recv())
-            except websocket.WebSocketTimeoutException:
-                break
-            if "method" in msg:
-                self.events.append(msg)
+        while time.time() < end and self.receive(end, 0.05):
+            pass
 
     def screenshot(self, path, width, height, mobile):
         self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=2 if mobile else 1, mobile=mobile)

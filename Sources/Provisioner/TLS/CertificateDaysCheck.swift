@@ -19,16 +19,20 @@ public struct TLSSweepView: Sendable {
     public static func of(_ s: SweepContext) async throws -> TLSSweepView {
         try await s.shared("tls") {
             try await s.off { [engine = s.engine, tenants = s.tenants, aliases = s.aliases, now = s.now] in
-                let c = engine.config
-                let certs = try engine.store.queue.read { try CertStore.records($0) }
-                let present = Set(certs.filter(\.hasCertificate).flatMap { [$0.chainPath(c), $0.keyPath(c)] }.filter {
-                    FileManager.default.fileExists(atPath: $0)
-                })
-                let serving = CertStore.serving(certs, tenants: tenants, aliases: aliases, config: c, now: now,
-                                                fileExists: { present.contains($0) })
-                return TLSSweepView(certificates: certs, present: present, serving: serving)
+                try of(engine.store.queue.read { try CertStore.records($0) }, config: engine.config, tenants: tenants,
+                       aliases: aliases, now: now)
             }
         }
+    }
+
+    /// The view of these records now: which files exist, and what each tenant serves.
+    static func of(_ certs: [CertRecord], config c: Config, tenants: [Tenant], aliases: [String: [String]], now: Date) -> TLSSweepView {
+        let present = Set(certs.filter(\.hasCertificate).flatMap { [$0.chainPath(c), $0.keyPath(c)] }.filter {
+            FileManager.default.fileExists(atPath: $0)
+        })
+        let serving = CertStore.serving(certs, tenants: tenants, aliases: aliases, config: c, now: now,
+                                        fileExists: { present.contains($0) })
+        return TLSSweepView(certificates: certs, present: present, serving: serving)
     }
 }
 

@@ -154,11 +154,11 @@ extension Engine {
             let names = (wildcard ? [] : [t.primaryDomain(config)]) + (aliases[t.code] ?? [])
             return names.isEmpty ? nil : CertTenant(id: t.code, slug: t.slug, names: names)
         }
-        // The portal's host joins the bundles like a village with one name (unless the
-        // regency's wildcard covers it).
-        let host = config.portalHost
-        if config.portal.enabled, !(wildcard && host.hasSuffix("." + config.domain) && !host.dropLast(config.domain.count + 1).contains(".")) {
-            out.append(CertTenant(id: PortalCapability.member, slug: PortalCapability.member, names: [host]))
+        // The portal's host joins the bundles like a village with one name, unless the
+        // regency's wildcard covers it: it covers exactly the names one label under the
+        // domain, a village's slug or the portal's reserved one.
+        if config.portal.enabled, !(wildcard && config.portalReservedSlug != nil) {
+            out.append(CertTenant(id: PortalCapability.member, slug: PortalCapability.member, names: [config.portalHost]))
         }
         return out
     }

@@ -10,12 +10,7 @@ extension CertificatesCapability: StatusReporting {
         let c = engine.config
         let (certs, aliases) = try engine.store.queue.read { db in (try CertStore.records(db), try Engine.aliases(db)) }
         guard c.tls.enabled || certs.contains(where: \.hasCertificate) else { return [:] }
-        let present = Set(certs.filter(\.hasCertificate).flatMap { [$0.chainPath(c), $0.keyPath(c)] }.filter {
-            FileManager.default.fileExists(atPath: $0)
-        })
-        let view = TLSSweepView(certificates: certs, present: present,
-                                serving: CertStore.serving(certs, tenants: tenants, aliases: aliases, config: c, now: now,
-                                                           fileExists: { present.contains($0) }))
+        let view = TLSSweepView.of(certs, config: c, tenants: tenants, aliases: aliases, now: now)
         var out: [String: StatusFact] = [:]
         for t in tenants {
             guard let o = CertificateDaysCheck.judge(t, view, aliases: aliases[t.code] ?? [], config: c, now: now,
