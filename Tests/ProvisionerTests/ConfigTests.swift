@@ -217,14 +217,19 @@ struct ConfigTests {
         let effective = try Config.parse(good.stdout)
         #expect(effective.mode == .sandbox && effective.nginx.listen == "8080" && effective.nginx.sitesDir == "/etc/nginx/desa")
         #expect(good.stdout.contains("#   files: not limited (quota.backend = \"none\")"), "\(good.stdout)")
-        #expect(good.stdout.contains("#   memory and CPU: not limited per tenant"))
+        #expect(good.stdout.contains("#   memory and CPU: NOT LIMITED per tenant") && good.stdout.contains("a sandbox runs one php-fpm master for all tenants"), "\(good.stdout)")
 
         // The kernel backend on a filesystem without usrquota (this machine's has none): said plainly.
         try "mode = \"production\"\n[paths]\nweb_root = \"\(dir)/srv\"\n[quota]\nbackend = \"kernel\"\n".write(toFile: dir + "/kernel.toml", atomically: true, encoding: .utf8)
         let kernel = try runner.run([Support.desactl, "config", "check", "--config", dir + "/kernel.toml"])
         #expect(kernel.ok, "\(kernel.message)")
         #expect(kernel.stdout.contains("files: NOT ENFORCED: ") && kernel.stdout.contains("is not mounted with usrquota"), "\(kernel.stdout)")
-        #expect(kernel.stdout.contains("processes: at most 100 per tenant (LimitNPROC= of php8.2-fpm.service, in desa's drop-in"), "\(kernel.stdout)")
+        #expect(kernel.stdout.contains("processes, memory and CPU: each tenant's PHP in a php-fpm master of its own (desa-php8.2-fpm@.service), whose cgroup the kernel holds to its limits: default 100 processes (TasksMax=), 1GiB (MemoryMax="), "\(kernel.stdout)")
+        // With one master for all, processes are limited per user by the master's LimitNPROC=.
+        try "mode = \"production\"\n[paths]\nweb_root = \"\(dir)/srv\"\n[php]\nmasters = \"shared\"\n[quota]\nbackend = \"kernel\"\n".write(toFile: dir + "/shared.toml", atomically: true, encoding: .utf8)
+        let shared = try runner.run([Support.desactl, "config", "check", "--config", dir + "/shared.toml"])
+        #expect(shared.stdout.contains("processes: at most 100 per tenant (LimitNPROC= of php8.2-fpm.service, in desa's drop-in"), "\(shared.stdout)")
+        #expect(shared.stdout.contains("memory and CPU: NOT LIMITED per tenant") && shared.stdout.contains("php.masters = \"shared\""), "\(shared.stdout)")
 
         try "[nginx]\nsites_dri = \"/srv/x\"\n".write(toFile: dir + "/bad.toml", atomically: true, encoding: .utf8)
         let bad = try runner.run([Support.desactl, "--config", dir + "/bad.toml", "config", "check"])

@@ -71,17 +71,23 @@ struct FileTransaction {
         }
         run.phase("check")
         if !reloads.isEmpty {
+            // systemd first: a new unit or drop-in must be known before an instance starts.
+            reloads.sort { ($0.kind == .systemd ? 0 : 1, $0.name) < ($1.kind == .systemd ? 0 : 1, $1.name) }
+            let files = changes.map(Self.file)
+            let reload = { (s: ServiceSpec) throws in
+                try services.reloadOrStart(s, instances: s.instances.map { TenantMasters.instances(of: files, in: $0) } ?? ([], []))
+            }
             progress.begin("reload", total: reloads.count)
             let oldWorkers = Dictionary(reloads.filter { $0.kind == .nginx }.map { ($0.name, services.workers($0)) }, uniquingKeysWith: { a, _ in a })
             var reloadError: Error?
             for s in reloads {
-                do { try services.reloadOrStart(s) } catch { reloadError = error; break }
+                do { try reload(s) } catch { reloadError = error; break }
                 progress.advance(1)
             }
             let changedTenants = Set(changes.compactMap(\.tenant))
             if let e = reloadError, let backup = journal.pending() {
                 journal.restore(backup)
-                for s in reloads { try? services.reloadOrStart(s) }
+                for s in reloads { try? reload(s) }
                 for t in changedTenants { run.fail(t, Applier.message(e)) }
             } else {
                 for s in reloads where s.kind == .nginx && !(oldWorkers[s.name] ?? []).isEmpty {

@@ -63,6 +63,7 @@ public protocol Observing {
 
 extension Observing {
     public func seenFiles(in dirs: [String]) -> [String: SeenFile] { configFiles(in: dirs).mapValues { SeenFile($0) } }
+    public func isDirectory(_ path: String) -> Bool { stat(path)?.isDirectory ?? false }
 
     /// The stat of each path that exists.
     public func stats(_ paths: [String]) -> [String: FileStat] {

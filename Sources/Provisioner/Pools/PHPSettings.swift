@@ -38,6 +38,16 @@ public struct PHPSettings: ConfigSection {
         }
     }
 
+    /// Who runs the tenants' pools in production: one php-fpm master per PHP version (Debian's
+    /// service), or a master per tenant in a systemd unit of its own, whose cgroup holds the
+    /// tenant's memory, CPU and processes (`[quota]`'s limits). A sandbox always shares.
+    public enum Masters: String, ConfigEnum { case shared, tenant }
+
+    @Setting("masters", "production: \"tenant\": each tenant's PHP in a php-fpm master of its own (unit desa-phpX.Y-fpm@USER), whose cgroup the kernel holds to quota.memory, quota.cpu and quota.processes (about 10 MB more a tenant, idle); \"shared\": the PHP version's one master (phpX.Y-fpm), processes limited per user only. A sandbox always shares")
+    public var masters = Masters.tenant
+    @Setting("tenant_dir", "production, masters = \"tenant\": where the masters' configuration goes (VERSION/master.conf, VERSION/pools/USER.conf)", .path)
+    public var tenantDir = "/etc/desa/php"
+
     @Setting("default", "the PHP version new tenants get; php.versions must configure it")
     public var `default` = "8.2"
     @Setting("versions", "one table per installed PHP-FPM; when the file has any, they replace these defaults")
@@ -46,6 +56,7 @@ public struct PHPSettings: ConfigSection {
                        poolDir: "/etc/php/8.2/fpm/pool.d", socketDir: "/run/php",
                        pidFile: "/run/php/php8.2-fpm.pid", service: "php8.2-fpm"),
     ]
+
 
     public init() {}
 

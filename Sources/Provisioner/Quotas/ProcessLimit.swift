@@ -31,7 +31,8 @@ enum ProcessLimit {
     /// The php-fpm services of this config whose drop-in is not as it should be, with the
     /// path and what it should hold (production only, and only with quotas on).
     static func pending(_ c: Config, read: (String) -> String?) -> [SetProcessLimit] {
-        guard c.mode == .production, c.quota.backend != .none else { return [] }
+        // Masters per tenant: each unit's TasksMax= (TenantLimits) holds its processes.
+        guard c.mode == .production, c.quota.backend != .none, !TenantMasters.on(c) else { return [] }
         return services(c).compactMap { service in
             let path = dropIn(service, c), want = content(c)
             return read(path) == want ? nil : SetProcessLimit(path: path, content: want, unit: unitName(service))

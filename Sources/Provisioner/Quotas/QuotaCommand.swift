@@ -19,10 +19,13 @@ public struct QuotaCommand: ParsableCommand {
                 let rows = try global.engine(json: true).quotaUsage()
                 if json { CLI.printJSON(.array(rows.map(\.json))); return }
                 let bar = isatty(1) != 0
-                print(Table.render(header: ["SLUG", "USED", "FILES", "DATABASE", "QUOTA", "INODES", "PROCS", ""], rows: rows.map { u in
+                // Memory and CPU show only where the kernel holds them (a master per tenant).
+                let limits = rows.contains { $0.limitsEnforced }
+                print(Table.render(header: ["SLUG", "USED", "FILES", "DATABASE", "QUOTA", "INODES", "PROCS"] + (limits ? ["MEMORY", "CPU"] : []) + [""], rows: rows.map { u in
                     [u.slug, String(format: "%.0f%%", u.percent), ByteSize.readable(u.usedBytes), ByteSize.readable(u.dbBytes),
-                     ByteSize(bytes: u.limitBytes).description, "\(u.usedInodes)/\(u.limitInodes)", "\(u.processes)",
-                     (bar ? Self.bar(u.percent) + " " : "") + (u.unmeasured ?? (u.dbBlocked ? "database closed to writes" : ""))]
+                     ByteSize(bytes: u.limitBytes).description, "\(u.usedInodes)/\(u.limitInodes)", "\(u.processes)"]
+                    + (limits ? [ByteSize(bytes: u.memory).description, "\(u.cpu)%"] : [])
+                    + [(bar ? Self.bar(u.percent) + " " : "") + (u.unmeasured ?? (u.dbBlocked ? "database closed to writes" : ""))]
                 }))
                 let over = rows.filter { $0.percent >= 100 }.count
                 print("\(rows.count == 1 ? "1 tenant" : "\(rows.count) tenants"): \(over) at or over their quota")
@@ -43,13 +46,24 @@ public struct QuotaCommand: ParsableCommand {
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
         // Taken as given, so that `-1` is refused as a size (exit 2), not as an unknown option.
+        @Option(help: "Memory its PHP may use, all its processes together (512MiB); production with php.masters = \"tenant\".") var memory: String?
+        @Option(help: "CPU its PHP may use, in percent of one core (50, 200); production with php.masters = \"tenant\".") var cpu: Int?
+        @Option(help: "Processes its PHP may run at once; production with php.masters = \"tenant\".") var processes: Int?
         @Argument(parsing: .allUnrecognized, help: "The quota: whole bytes, KiB, MiB, GiB or TiB (2GiB).") var size: [String] = []
         public func validate() throws {
-            if size.count != 1 { throw ValidationError("give one size, like 2GiB") }
+            let limits = memory != nil || cpu != nil || processes != nil
+            if size.count > 1 || (size.isEmpty && !limits) { throw ValidationError("give one size, like 2GiB, or --memory, --cpu or --processes") }
         }
         public func run() throws {
             try CLI.mutate(global, change, op: "quota set", target: tenant) { e in
-                try e.setQuota(tenant, size: try ByteSize(parsing: size[0], what: "quota"), dryRun: change.dryRun)
+                // Every value is read before anything is written: a bad one changes nothing.
+                let quota = try size.first.map { try ByteSize(parsing: $0, what: "quota") }
+                let mem = try memory.map { try ByteSize(parsing: $0, what: "--memory") }
+                let limits = memory != nil || cpu != nil || processes != nil
+                if limits { try e.checkLimits(memory: mem, cpu: cpu, processes: processes) }
+                let sized = try quota.map { try e.setQuota(tenant, size: $0, dryRun: change.dryRun) }
+                guard limits else { return sized! }
+                return try e.setLimits(tenant, memory: mem, cpu: cpu, processes: processes, dryRun: change.dryRun)
             }
         }
     }

@@ -16,6 +16,10 @@ public struct QuotaSettings: ConfigSection {
     public var inodesPerGiB = 65_536
     @Setting("processes", "processes a tenant's user may run at once, enforced by the kernel at fork (RLIMIT_NPROC of its PHP)")
     public var processes = 100
+    @Setting("memory", "memory a tenant's PHP may use at once, all its processes together (production with php.masters = \"tenant\": MemoryMax= of its master's unit, swap included)")
+    public var memory = ByteSize(bytes: 1 << 30)
+    @Setting("cpu", "CPU a tenant's PHP may use, in percent of one core (production with php.masters = \"tenant\": CPUQuota= of its master's unit)")
+    public var cpu = 100
     @Setting("image_dir", "where the image backend keeps the images, one per tenant; \"\": state_dir/images", .path)
     public var imageDir: String? = nil
     @Setting("unit_dir", "where production writes the image backend's mount units, which mount every image at boot (a sandbox has none: apply mounts them)", .path)
@@ -33,12 +37,19 @@ public struct QuotaSettings: ConfigSection {
 
     /// The smallest quota: an ext4 image needs room for its journal and inode tables.
     public static let minimum = ByteSize(bytes: 16 << 20)
+    /// The least memory a tenant's PHP may have: its master and one worker running OpenSID.
+    public static let minimumMemory = ByteSize(bytes: 64 << 20)
+    /// CPU in percent of one core: a twentieth of one to 64 cores.
+    public static let cpuRange = 5...6400
+    public static let processRange = 10...100_000
 
     public func validate(in config: Config) throws {
         func fail(_ m: String) -> DesaError { DesaError(.config, m) }
         guard `default` >= Self.minimum else { throw fail("quota.default must be at least \(Self.minimum) (got \(`default`))") }
         guard (1024...10_000_000).contains(inodesPerGiB) else { throw fail("quota.inodes_per_gib must be 1024 to 10000000 (got \(inodesPerGiB))") }
-        guard (10...100_000).contains(processes) else { throw fail("quota.processes must be 10 to 100000 (got \(processes))") }
+        guard Self.processRange.contains(processes) else { throw fail("quota.processes must be 10 to 100000 (got \(processes))") }
+        guard memory >= Self.minimumMemory else { throw fail("quota.memory must be at least \(Self.minimumMemory) (got \(memory))") }
+        guard Self.cpuRange.contains(cpu) else { throw fail("quota.cpu must be \(Self.cpuRange.lowerBound) to \(Self.cpuRange.upperBound) percent of one core (got \(cpu))") }
         guard checkInterval >= 30 else { throw fail("quota.check_interval must be at least 30 seconds (got \(checkInterval))") }
         guard warningPercent > 0, warningPercent < 100 else { throw fail("quota.warning_percent must be between 0 and 100 (got \(warningPercent))") }
     }
@@ -83,6 +94,11 @@ extension QuotaSettings {
                 : "databases: none (mariadb.enabled = false)")
             out.append("shared writable places closed to tenants: \(q.closedDirs.isEmpty ? "none" : q.closedDirs.joined(separator: ", "))")
         }
+        if TenantMasters.on(c) {
+            let units = c.php.versions.keys.sorted().map(TenantMasters.template).joined(separator: ", ")
+            out.append("processes, memory and CPU: each tenant's PHP in a php-fpm master of its own (\(units)), whose cgroup the kernel holds to its limits: default \(q.processes) processes (TasksMax=), \(q.memory) (MemoryMax=, no swap beyond it), \(q.cpu)% of one core (CPUQuota=); desactl quota set SLUG --memory/--cpu/--processes for one tenant")
+            return out
+        }
         if q.backend == .none {
             out.append("processes: not limited (quota.backend = \"none\")")
         } else if c.mode == .sandbox {
@@ -91,7 +107,7 @@ extension QuotaSettings {
             let services = ProcessLimit.services(c).map(ProcessLimit.unitName)
             out.append("processes: at most \(q.processes) per tenant (LimitNPROC= of \(services.joined(separator: ", ")), in desa's drop-in desa-processes.conf beside each; its workers inherit it)")
         }
-        out.append("memory and CPU: not limited per tenant (each pool's memory_limit bounds one PHP request only)")
+        out.append("memory and CPU: NOT LIMITED per tenant (each pool's memory_limit bounds one PHP request only): \(c.mode == .sandbox ? "a sandbox runs one php-fpm master for all tenants, without systemd" : "php.masters = \"shared\"; set it to \"tenant\" for a master per tenant in a unit the kernel holds to quota.memory and quota.cpu")")
         return out
     }
 }

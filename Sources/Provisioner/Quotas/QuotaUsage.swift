@@ -13,6 +13,11 @@ public struct QuotaUsage: Sendable, Equatable {
     public var usedInodes: Int64
     public var limitInodes: Int64
     public var processes: Int
+    /// Its PHP's memory (bytes) and CPU (percent of one core), held by the kernel only with
+    /// masters per tenant (`enforced`).
+    public var memory: Int64 = 0
+    public var cpu: Int = 0
+    public var limitsEnforced = false
     /// Its database's account may only read and delete (over its quota).
     public var dbBlocked: Bool
     /// Why its files could not be measured (not mounted yet, say); nil when they were.
@@ -25,7 +30,8 @@ public struct QuotaUsage: Sendable, Equatable {
         .object([("code", .string(code)), ("slug", .string(slug)), ("limit_bytes", .int(Int(limitBytes))),
                  ("used_bytes", .int(Int(usedBytes))), ("db_bytes", .int(Int(dbBytes))),
                  ("percent", .double(percent)), ("inodes_used", .int(Int(usedInodes))), ("inodes_limit", .int(Int(limitInodes))),
-                 ("processes_limit", .int(processes)), ("db_blocked", .bool(dbBlocked)), ("unmeasured", .str(unmeasured))])
+                 ("processes_limit", .int(processes)), ("memory_limit_bytes", .int(Int(memory))), ("cpu_limit_percent", .int(cpu)),
+                 ("memory_cpu_enforced", .bool(limitsEnforced)), ("db_blocked", .bool(dbBlocked)), ("unmeasured", .str(unmeasured))])
     }
 }
 
@@ -66,7 +72,8 @@ enum QuotaMeter {
         return tenants.filter { $0.desired != .deleted }.map { t in
             let q = QuotasCapability.quota(t, rows: quotas, s)
             var u = QuotaUsage(code: t.code, slug: t.slug, limitBytes: q.bytes, usedBytes: 0, dbBytes: 0, usedInodes: 0,
-                               limitInodes: Int64(q.inodes), processes: s.processes, dbBlocked: false)
+                               limitInodes: Int64(q.inodes), processes: TenantMasters.on(c) ? q.processes : s.processes, dbBlocked: false)
+            u.memory = q.memory(s); u.cpu = q.cpu(s); u.limitsEnforced = TenantMasters.on(c)
             let home = t.home(c)
             switch s.backend {
             case .image:
@@ -123,7 +130,42 @@ extension Engine {
             throw DesaError.invalid("\(t.slug) uses \(ByteSize.readable(u.totalBytes)) (files \(ByteSize.readable(u.usedBytes)), database \(ByteSize.readable(u.dbBytes))), more than \(size); nothing was changed. It must free space first, or keep a larger quota")
         }
         return try updateTenant(t.code, op: "quota set", dryRun: dryRun) { [config] t, db in
-            try TenantQuota(code: t.code, size: size, config.quota).save(db)
+            // The size and its inodes; the tenant's other limits stay as they were.
+            let had = try TenantQuota.fetchOne(db, key: t.code)
+            var q = TenantQuota(code: t.code, size: size, config.quota)
+            if let had { q.processes = had.processes; q.memory = had.memory; q.cpu = had.cpu }
+            try q.save(db)
+        }
+    }
+
+    /// `quota set --memory/--cpu/--processes`: the limits of a tenant's PHP, which the kernel
+    /// holds its master's unit to (masters per tenant only). Out of range: refused, nothing
+    /// changed.
+    public func setLimits(_ key: String, memory: ByteSize?, cpu: Int?, processes: Int?, dryRun: Bool = false) throws -> ChangeReport {
+        try checkLimits(memory: memory, cpu: cpu, processes: processes)
+        let t = try show(key).tenant
+        return try updateTenant(t.code, op: "quota set", dryRun: dryRun) { [config] t, db in
+            var q = try TenantQuota.fetchOne(db, key: t.code) ?? TenantQuota(code: t.code, size: config.quota.default, config.quota)
+            if let memory { q.memory = memory.bytes }
+            if let cpu { q.cpu = cpu }
+            if let processes { q.processes = processes }
+            try q.save(db)
+        }
+    }
+
+    /// Throws, naming the value, unless these limits can be set here.
+    public func checkLimits(memory: ByteSize?, cpu: Int?, processes: Int?) throws {
+        guard TenantMasters.on(config) else {
+            throw DesaError(.config, "per-tenant memory, CPU and process limits need a php-fpm master per tenant: production with php.masters = \"tenant\" (this config: mode \(config.mode.rawValue), php.masters \(config.php.masters.rawValue)); nothing was changed")
+        }
+        if let memory, memory < QuotaSettings.minimumMemory {
+            throw DesaError.invalid("--memory \(memory) is less than the least a tenant's PHP needs, \(QuotaSettings.minimumMemory); nothing was changed")
+        }
+        if let cpu, !QuotaSettings.cpuRange.contains(cpu) {
+            throw DesaError.invalid("--cpu \(cpu) is outside \(QuotaSettings.cpuRange.lowerBound) to \(QuotaSettings.cpuRange.upperBound) (percent of one core); nothing was changed")
+        }
+        if let processes, !QuotaSettings.processRange.contains(processes) {
+            throw DesaError.invalid("--processes \(processes) is outside \(QuotaSettings.processRange.lowerBound) to \(QuotaSettings.processRange.upperBound); nothing was changed")
         }
     }
 }

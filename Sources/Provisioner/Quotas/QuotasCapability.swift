@@ -22,6 +22,10 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
         /// Production's php-fpm services whose process limit is not yet as configured.
         var processLimits: [SetProcessLimit] = []
         var kernel: KernelBackend.Seen?
+        /// Masters per tenant: desa's drop-ins holding each tenant's unit to its limits.
+        var limits: [String: SeenFile]?
+        /// The directories of systemd drop-ins this plan may write into that do not exist.
+        var missingDirs: Set<String> = []
         /// The tenants group's GID (nil until sysusers made it), and the directories to
         /// close with the permission wanted for it and the one they have (nil: no entry).
         var groupID: UInt32?
@@ -31,7 +35,7 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
     public init() {}
     public var name: String { "quotas" }
     public var settings: [any ConfigSection.Type] { [QuotaSettings.self] }
-    public var migrations: [StateMigration] { [TenantQuota.migration] }
+    public var migrations: [StateMigration] { [TenantQuota.migration, TenantQuota.limitsMigration] }
 
     public func load(_ db: Database, _ d: DesiredState) throws -> State {
         State(rows: try TenantQuota.byCode(db))
@@ -59,11 +63,18 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
 
     public func observe(_ d: DesiredState, _ host: Observing) throws -> Observation {
         var o = Observation()
+        if TenantMasters.on(d.config) {
+            o.limits = TenantLimits.observe(d.config)
+            o.missingDirs.formUnion(d.tenants.filter { $0.desired == .active }.map { TenantMasters.dropInDir($0, d.config) }.filter { !host.isDirectory($0) })
+        }
         guard d.config.quota.backend != .none else { return o }
         switch d.config.quota.backend {
         case .image:
             o.image = ImageBackend.observe(d, host)
-            if d.config.mode == .production { o.units = MountUnits.observe(d.config) }
+            if d.config.mode == .production {
+                o.units = MountUnits.observe(d.config)
+                if !host.isDirectory(MountUnits.wantsDir(d.config)) { o.missingDirs.insert(MountUnits.wantsDir(d.config)) }
+            }
         case .kernel: o.kernel = KernelBackend.read(d.config)
         case .none: break
         }
@@ -104,7 +115,9 @@ public struct QuotasCapability: StatefulCapability, TenantLifecycle {
         if let image = seen.image {
             ImageBackend.plan(d, image, quotas: { Self.quota($0, rows: rows, s) }, into: &out)
         }
+        out.steps += seen.missingDirs.sorted().map { Step(nil, "create-directory", .directories, .directory(DirSpec(path: $0, uid: 0, gid: 0, mode: 0o755))) }
         if let units = seen.units { MountUnits.plan(d, units, into: &out) }
+        if let limits = seen.limits { TenantLimits.plan(d, limits, quotas: { Self.quota($0, rows: rows, s) }, into: &out) }
         out.steps += seen.processLimits.map { Step(nil, "limit-processes", .files, .custom($0)) }
         if let kernel = seen.kernel {
             KernelBackend.plan(d, kernel, quotas: { Self.quota($0, rows: rows, s) }, into: &out)

@@ -10,10 +10,16 @@ public struct TenantQuota: Codable, Sendable, Equatable, FetchableRecord, Persis
     public var bytes: Int64
     public var inodes: Int
     public var processes: Int
+    /// Its PHP's memory (bytes) and CPU (percent of one core); nil: the config's default.
+    public var memory: Int64?
+    public var cpu: Int?
 
-    public init(code: String, bytes: Int64, inodes: Int, processes: Int) {
-        self.code = code; self.bytes = bytes; self.inodes = inodes; self.processes = processes
+    public init(code: String, bytes: Int64, inodes: Int, processes: Int, memory: Int64? = nil, cpu: Int? = nil) {
+        self.code = code; self.bytes = bytes; self.inodes = inodes; self.processes = processes; self.memory = memory; self.cpu = cpu
     }
+
+    public func memory(_ s: QuotaSettings) -> Int64 { memory ?? s.memory.bytes }
+    public func cpu(_ s: QuotaSettings) -> Int { cpu ?? s.cpu }
 
     /// The defaults of `settings` for a quota of `size` (inodes in proportion).
     public init(code: String, size: ByteSize, _ settings: QuotaSettings) {
@@ -30,6 +36,13 @@ public struct TenantQuota: Codable, Sendable, Equatable, FetchableRecord, Persis
             t.column("bytes", .integer).notNull()
             t.column("inodes", .integer).notNull()
             t.column("processes", .integer).notNull()
+        }
+    }
+
+    static let limitsMigration = StateMigration("quotas-v2-limits") { db in
+        try db.alter(table: "quota") { t in
+            t.add(column: "memory", .integer)
+            t.add(column: "cpu", .integer)
         }
     }
 

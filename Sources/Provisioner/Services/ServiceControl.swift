@@ -121,7 +121,8 @@ public struct ServiceControl: Sendable {
         var out: [Finding] = []
         for s in specs where s.kind != .systemd {
             if mode == .production {
-                guard !s.unit.isEmpty, let r = try? runner.run(["/usr/bin/systemctl", "is-active", s.unit]), !r.ok else { continue }
+                // A tenant's own master is its own: its pool's check finds it down.
+                guard !s.unit.isEmpty, s.instances == nil, let r = try? runner.run(["/usr/bin/systemctl", "is-active", s.unit]), !r.ok else { continue }
                 out.append(Finding(service: s.name, message: "\(s) is not running (systemctl is-active \(s.unit): \(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))); start it with systemctl start \(s.unit)", repaired: false))
                 continue
             }
@@ -158,6 +159,13 @@ public struct ServiceControl: Sendable {
             if !r.ok { throw DesaError(.checkFailed, "systemctl daemon-reload failed: \(r.message)") }
             return
         }
+        if mode == .production, s.instances != nil {
+            // Every running instance (a pattern matches the units systemd has loaded).
+            let pattern = s.unit.replacingOccurrences(of: "@.", with: "@*.")
+            let r = try runner.run(["/usr/bin/systemctl", "reload-or-restart", pattern])
+            if !r.ok { throw DesaError(.checkFailed, "systemctl reload-or-restart \(pattern) failed: \(r.message)") }
+            return
+        }
         if mode == .production {
             let r = try runner.run(["/usr/bin/systemctl", "reload-or-restart", s.unit])
             if !r.ok { throw DesaError(.checkFailed, "systemctl reload-or-restart \(s.unit) failed: \(r.message)") }
@@ -168,6 +176,19 @@ public struct ServiceControl: Sendable {
             return
         }
         try start(s)
+    }
+
+    /// The instances of a template service (`ServiceSpec.instances`) whose files changed:
+    /// those written reloaded or started, those removed stopped, each group in one call to
+    /// systemd. Any other service is reloaded as a whole.
+    public func reloadOrStart(_ s: ServiceSpec, instances: (reload: [String], stop: [String])) throws {
+        // No pool among the changes (master.conf changed): every instance.
+        guard mode == .production, s.instances != nil, !(instances.reload.isEmpty && instances.stop.isEmpty) else { return try reloadOrStart(s) }
+        let units = { (names: [String]) in names.map { s.unit.replacingOccurrences(of: "@.", with: "@\($0).") } }
+        for (verb, names) in [("stop", instances.stop), ("reload-or-restart", instances.reload)] where !names.isEmpty {
+            let r = try runner.run(["/usr/bin/systemctl", verb] + units(names))
+            if !r.ok { throw DesaError(.checkFailed, "systemctl \(verb) \(units(names).joined(separator: " ")) failed: \(r.message)") }
+        }
     }
 
     /// Starts a sandbox's master and records it. In production systemd runs the services:

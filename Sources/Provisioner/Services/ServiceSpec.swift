@@ -46,10 +46,15 @@ public struct ServiceSpec: Sendable, Hashable, Comparable, CustomStringConvertib
     /// A Unix socket that accepts connections once the service is ready (a sandbox's
     /// start waits for it).
     public var readySocket: String?
+    /// Production, a template `unit` (`desa-php8.2-fpm@.service`): the directory whose
+    /// `NAME.conf` files name its instances. A change there reloads or starts the instance
+    /// `NAME`; a removal stops it.
+    public var instances: String?
 
     public init(name: String, kind: Kind, binary: String = "", check: [String] = [], start: [String] = [], foreground: Bool = false,
                 pidFile: String = "", unit: String = "", argument: String? = nil, listens: [String] = [], socketDir: String? = nil,
-                errorLog: String? = nil, readySocket: String? = nil) {
+                errorLog: String? = nil, readySocket: String? = nil, instances: String? = nil) {
+        self.instances = instances
         self.name = name; self.kind = kind; self.binary = binary; self.check = check; self.start = start
         self.foreground = foreground; self.pidFile = pidFile; self.unit = unit; self.argument = argument
         self.listens = listens; self.socketDir = socketDir; self.errorLog = errorLog; self.readySocket = readySocket

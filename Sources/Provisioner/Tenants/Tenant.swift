@@ -76,7 +76,7 @@ public struct Tenant: Codable, Sendable, Equatable, FetchableRecord, Persistable
     public func logDir(_ config: Config) -> String { config.tenantLogRoot + "/" + slug }
     /// The socket of the tenant's PHP-FPM pool.
     public func phpSocket(_ config: Config) throws -> String {
-        try config.php.version(php).socketDir + "/" + userName(prefix: config.userPrefix) + ".sock"
+        try config.phpPool(php).socketDir + "/" + userName(prefix: config.userPrefix) + ".sock"
     }
 
     /// Whether `user` is the one desa made for this tenant (its UID and home): only that

@@ -70,6 +70,7 @@ struct ImageMountTests {
         defer { try? FileManager.default.removeItem(atPath: dir) }
         var c = RendererTests.config(dir: dir)
         c.mode = .production
+        c.php.masters = .shared
         var q = c.quota
         q.backend = .image
         q.unitDir = dir + "/units"

@@ -24,6 +24,8 @@ struct SystemdAgentTests {
     [regency]
     code = "32.04"
     domain = "bandungkab.go.id"
+    [php]
+    masters = "shared"
 
     """
 
