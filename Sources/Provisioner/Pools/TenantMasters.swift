@@ -79,6 +79,9 @@ public enum TenantMasters {
         RuntimeDirectory=\(runtimeDirectory)
         RuntimeDirectoryPreserve=yes
         Slice=desa-tenants.slice
+        # The kernel's OOM killer ends the largest process of the tenant's cgroup (a worker):
+        # that request fails, the master starts another worker, the unit goes on.
+        OOMPolicy=continue
         Restart=on-failure
         RestartSec=2
 

@@ -197,7 +197,13 @@ struct MountImage: CustomEffect {
     var subject: String { "\(image) at \(home)" }
 
     func run(_ context: ApplyContext) throws {
-        let web = try DirHandle.open((home as NSString).deletingLastPathComponent)
+        // A new server's first tenant: the web root (root's) comes before its directories
+        // phase would make it; that phase then gives it its mode.
+        let root = (home as NSString).deletingLastPathComponent
+        if access(root, F_OK) != 0 {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        }
+        let web = try DirHandle.open(root)
         let slug = (home as NSString).lastPathComponent
         if web.stat(slug) == nil { try web.ensureDir(slug, uid: 0, gid: 0, mode: 0o700) }
         guard web.stat(slug)?.isDirectory == true else { throw DesaError.system("\(home) is not a directory to mount the image at") }

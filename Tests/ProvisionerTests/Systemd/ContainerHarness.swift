@@ -37,7 +37,9 @@ final class ContainerHarness: @unchecked Sendable {
     /// /opt/swift (libsqlite3, libmariadb; libssl, libsystemd, libstdc++ and zlib come
     /// with the others).
     static let packages = ["systemd", "systemd-sysv", "dbus", "nginx", "php8.2-fpm", "procps", "iproute2", "curl",
-                           "libsqlite3-0", "libmariadb3", "libssl3", "libsystemd0", "libstdc++6", "zlib1g"]
+                           "libsqlite3-0", "libmariadb3", "libssl3", "libsystemd0", "libstdc++6", "zlib1g",
+                           // Under UML (UMLSystemdTests): modprobe for the loop module, mkfs for the quota images.
+                           "kmod", "e2fsprogs"]
     static let runner = SystemProcessRunner()
 
     static func environment(_ name: String) -> String? {
