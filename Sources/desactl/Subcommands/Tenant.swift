@@ -128,6 +128,15 @@ extension TenantCommand {
                     more.append(("backup", b.record?.lastSuccessAt.map { "last good \(Timestamp.format($0)) (\(age ?? "?"), snapshot \(b.record?.lastSnapshot ?? "?"))" } ?? "never"))
                     if b.record?.lastOutcome == "failed" { more.append(("", "last attempt FAILED: \(b.record?.lastError ?? "?")")) }
                 }
+                if engine.config.quota.backend != .none, let u = try? engine.quotaUsage().first(where: { $0.code == t.code }) {
+                    more.append(("quota", u.unmeasured.map { "\(ByteSize(bytes: u.limitBytes)); not measured: \($0)" }
+                        ?? String(format: "%@ of %@ (%.1f%%): files %@, database %@; inodes %lld of %lld%@", ByteSize.readable(u.totalBytes),
+                                  ByteSize(bytes: u.limitBytes).description, u.percent, ByteSize.readable(u.usedBytes), ByteSize.readable(u.dbBytes),
+                                  u.usedInodes, u.limitInodes, u.dbBlocked ? "; database closed to writes" : "")))
+                    more.append(("limits", u.limitsEnforced
+                        ? "\(u.processes) processes, \(ByteSize(bytes: u.memory)) memory, \(u.cpu)% of one core (held by the kernel in desa-php\(t.php)-fpm@\(v.user).service)"
+                        : "\(u.processes) processes per user (RLIMIT_NPROC); memory and CPU not limited here (see desactl config check)"))
+                }
                 for (k, val) in rows + more { print("\(k.padding(toLength: 10, withPad: " ", startingAt: 0)) \(val)") }
             }
         }

@@ -64,6 +64,15 @@ struct UMLSystemdTests {
                 && row["processes_limit"] as? Int == 20 && row["memory_cpu_enforced"] as? Bool == true, "\(row)")
         #expect(Support.read(run + "/config-check.txt").contains("processes, memory and CPU: each tenant's PHP in a php-fpm master of its own"))
 
+        // Suspended: no PHP (its master stopped, its drop-ins and pool gone), the 503 page;
+        // resumed: served again. A village created and deleted leaves nothing of its master.
+        #expect(first["suspend"] == "0" && first["suspended_b"] == "inactive" && first["suspended_files_b"] == "0", "\(first)")
+        #expect(first["suspended_page_b"] == "503")
+        #expect(first["resume"] == "0" && first["resumed_b"] == "active" && first["resumed_who_b"] == b)
+        #expect(first["create_c"] == "0" && first["active_c"] == "active")
+        #expect(first["delete_c"] == "0" && first["deleted_c"] == "inactive" && first["deleted_files_c"] == "0",
+                "\(AtomicFiles.read(run + "/delete-cimekar.log") ?? "")")
+
         // Second boot of the same disk: no desactl runs; systemd brings it all back.
         let second = try UMLSystemd.boot(image, run: run, guest: "reboot-guest.sh")
         for slug in ["cileunyi-kulon", "cileunyi-wetan"] {

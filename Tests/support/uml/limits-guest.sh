@@ -98,3 +98,22 @@ $DESACTL quota report --json > /host/report.json 2>&1
 say report $?
 $DESACTL config check > /host/config-check.txt 2>&1
 say config_check $?
+
+# Suspended, a village runs no PHP: its master stops, its boot drop-in and limits go; resumed,
+# all come back. A third village created and deleted leaves no unit, drop-in or pool behind.
+$DESACTL tenant suspend $B > /host/suspend.log 2>&1
+say suspend $?
+say suspended_b "$(systemctl is-active "$(unit $UB)")"
+say suspended_files_b "$(ls /etc/systemd/system/multi-user.target.d/desa-php-32.04.05.2002.conf /etc/systemd/system/$(unit $UB).d/desa-limits.conf /etc/desa/php/8.2/pools/$UB.conf 2>/dev/null | wc -l)"
+say suspended_page_b "$(get $B "")"
+$DESACTL tenant resume $B > /host/resume.log 2>&1
+say resume $?
+say resumed_b "$(systemctl is-active "$(unit $UB)")"
+say resumed_who_b "$(body $B who.php | cut -d' ' -f1)"
+$DESACTL tenant create 32.04.05.2003 --name "Cimekar" --district Cileunyi --slug cimekar > /host/create-cimekar.log 2>&1
+say create_c $?
+say active_c "$(systemctl is-active "$(unit desa3204052003)")"
+$DESACTL tenant delete cimekar --purge > /host/delete-cimekar.log 2>&1
+say delete_c $?
+say deleted_c "$(systemctl is-active "$(unit desa3204052003)")"
+say deleted_files_c "$(ls /etc/systemd/system/multi-user.target.d/desa-php-32.04.05.2003.conf /etc/systemd/system/$(unit desa3204052003).d/desa-limits.conf /etc/desa/php/8.2/pools/desa3204052003.conf 2>/dev/null | wc -l)"
