@@ -34,7 +34,7 @@ struct TenantMastersTests {
         Dictionary(steps.compactMap { if case .managed(let m) = $0.effect { return (m.path, m) }; return nil }, uniquingKeysWith: { a, _ in a })
     }
 
-    @Test("each tenant's pool goes to desa's directory with its socket in /run/desa-php; its instance is wanted at boot and held to its limits; the template, master.conf and check.conf pass systemd-analyze and php-fpm -t")
+    @Test("each tenant's pool goes to desa's directory with its socket in /run/desa-php/8.2; its instance is wanted at boot and held to its limits; the template, master.conf and check.conf pass systemd-analyze and php-fpm -t")
     func planned() throws {
         let dir = "/var/tmp/desa-test-masters-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir + "/units", withIntermediateDirectories: true)
@@ -45,13 +45,13 @@ struct TenantMastersTests {
         var big = TenantQuota(code: t.code, size: ByteSize(bytes: 1 << 30), c.quota)
         big.memory = 768 << 20
         big.cpu = 150
-        big.processes = 64
+        big.tasks = 64
         let files = Self.files(try plan(c, [t], rows: [t.code: big]))
 
         let pool = try #require(files[dir + "/etc-desa-php/8.2/pools/\(user).conf"], "\(files.keys.sorted())")
         #expect(pool.service == "php8.2-fpm")
-        #expect(pool.content?.contains("listen = /run/desa-php/\(user).sock") == true)
-        #expect(try t.phpSocket(c) == "/run/desa-php/\(user).sock")
+        #expect(pool.content?.contains("listen = /run/desa-php/8.2/\(user).sock") == true)
+        #expect(try t.phpSocket(c) == "/run/desa-php/8.2/\(user).sock")
         let template = try #require(files[dir + "/units/desa-php8.2-fpm@.service"]?.content)
         #expect(template.contains("ExecStart=/usr/sbin/php-fpm8.2 --nodaemonize --fpm-config \(dir)/etc-desa-php/8.2/master.conf"))
         #expect(template.contains("Environment=DESA_POOL=%i"))

@@ -74,20 +74,30 @@ struct FileTransaction {
             // systemd first: a new unit or drop-in must be known before an instance starts.
             reloads.sort { ($0.kind == .systemd ? 0 : 1, $0.name) < ($1.kind == .systemd ? 0 : 1, $1.name) }
             let files = changes.map(Self.file)
-            let reload = { (s: ServiceSpec) throws in
-                try services.reloadOrStart(s, instances: s.instances.map { TenantMasters.instances(of: files, in: $0) } ?? ([], []))
+            let reload = { (s: ServiceSpec, files: [ManagedFile]) throws in
+                guard let dir = s.instances else { return try services.reloadOrStart(s) }
+                let mine = files.filter { $0.service == s.name }
+                let changed = TenantMasters.instances(of: mine, in: dir)
+                try services.reloadOrStart(s, instances: changed)
+                // The masters' own configuration changed too: every other instance reloads.
+                if !(changed.reload.isEmpty && changed.stop.isEmpty), mine.contains(where: { !$0.path.hasPrefix(dir + "/") }) {
+                    try services.reloadOrStart(s)
+                }
             }
             progress.begin("reload", total: reloads.count)
             let oldWorkers = Dictionary(reloads.filter { $0.kind == .nginx }.map { ($0.name, services.workers($0)) }, uniquingKeysWith: { a, _ in a })
             var reloadError: Error?
             for s in reloads {
-                do { try reload(s) } catch { reloadError = error; break }
+                do { try reload(s, files) } catch { reloadError = error; break }
                 progress.advance(1)
             }
             let changedTenants = Set(changes.compactMap(\.tenant))
             if let e = reloadError, let backup = journal.pending() {
                 journal.restore(backup)
-                for s in reloads { try? reload(s) }
+                // As the files are now: a pool put back starts its master again, a pool
+                // taken away again stops it.
+                let restored = files.map { ManagedFile(path: $0.path, content: access($0.path, F_OK) == 0 ? "" : nil, service: $0.service) }
+                for s in reloads { try? reload(s, restored) }
                 for t in changedTenants { run.fail(t, Applier.message(e)) }
             } else {
                 for s in reloads where s.kind == .nginx && !(oldWorkers[s.name] ?? []).isEmpty {

@@ -12,7 +12,12 @@ public struct PoolsCapability: HealthChecking {
         /// pools left in the shared masters' directories (from before the switch).
         public var servers: [String: String] = [:]
         public var wants: [String: SeenFile] = [:]
-        public var sharedLeft: [String: [String]] = [:]
+        public var sharedLeft: [String: [String: SeenFile]] = [:]
+        /// The tenants' masters systemd knows, by unit name, with their ACTIVE state (nil
+        /// when systemd could not be asked).
+        public var masters: [String: String]?
+        /// Shared masters again (production): the files masters per tenant left behind.
+        public var tenantLeft: [String] = []
     }
 
     /// The path of every pool's ping page (FPM's `ping.path`): FPM answers it itself with
@@ -30,7 +35,7 @@ public struct PoolsCapability: HealthChecking {
     /// Each version's pool and socket directory, once (versions may share a socket directory).
     func baseDirectories(_ c: Config) -> [DirSpec] {
         var seen = Set<String>()
-        let root = TenantMasters.on(c) ? [c.php.tenantDir, TenantMasters.unitDir(c) + "/multi-user.target.d"].map { DirSpec(path: $0, uid: 0, gid: 0, mode: 0o755) } : []
+        let root = TenantMasters.on(c) ? [c.php.tenantDir, TenantMasters.unitDir(c) + "/multi-user.target.d", "/run/desa-php"].map { DirSpec(path: $0, uid: 0, gid: 0, mode: 0o755) } : []
         return (root + c.php.versions.keys.sorted().flatMap { v -> [DirSpec] in
             let p = TenantMasters.effective(v, c.php.versions[v]!, c)
             let own = TenantMasters.on(c) ? [DirSpec(path: TenantMasters.dir(v, c), uid: 0, gid: 0, mode: 0o755)] : []
@@ -60,10 +65,14 @@ public struct PoolsCapability: HealthChecking {
             for f in TenantMasters.serverFiles(d.config) { o.servers[f.path] = host.read(f.path) }
             let dir = TenantMasters.unitDir(d.config) + "/multi-user.target.d"
             o.wants = host.seenFiles(in: [dir]).filter { ($0.key as NSString).lastPathComponent.hasPrefix("desa-php-") }
+            o.masters = TenantMasters.states()
             for (v, p) in d.config.php.versions {
                 let left = host.seenFiles(in: [p.poolDir]).filter { Self.isPoolName(($0.key as NSString).lastPathComponent, prefix: prefix) && $0.value.owner != nil }
-                if !left.isEmpty, !p.service.isEmpty { o.sharedLeft[v] = left.keys.sorted() }
+                if !left.isEmpty, !p.service.isEmpty { o.sharedLeft[v] = left }
             }
+        } else if d.config.mode == .production {
+            // Back to one shared master: what masters per tenant left.
+            o.tenantLeft = TenantMasters.leftovers(d.config, prefix: prefix)
         }
         return o
     }
@@ -88,6 +97,11 @@ public struct PoolsCapability: HealthChecking {
             }
         }
         if TenantMasters.on(d.config) { try planTenantMasters(d, seen, into: &out) }
+        if !seen.tenantLeft.isEmpty {
+            // After the shared master serves the pools again (files phase): the tenants' own
+            // masters stop, and their files go.
+            out.steps.append(Step(nil, "leave-tenant-masters", .verify, .custom(LeaveTenantMasters(paths: seen.tenantLeft))))
+        }
         // A leftover pool belongs to the php-fpm of the directory it is in.
         for v in d.config.php.versions.keys.sorted() {
             let dir = TenantMasters.effective(v, d.config.php.versions[v]!, d.config).poolDir + "/"
@@ -125,23 +139,86 @@ extension PoolsCapability {
             }
         }
         orphanSteps(wants, service: systemd, known: d.known, removeUnknown: d.removeUnknown, into: &out)
-        for (v, paths) in seen.sharedLeft.sorted(by: { $0.key < $1.key }) {
-            out.steps.append(Step(nil, "leave-shared-master", .files, .custom(LeaveSharedMaster(paths: paths, unit: c.php.versions[v]!.service))))
+        // A master that is down while its pool stands (stopped by hand, out of restarts) is
+        // started again; one running for no active tenant's pool is stopped. Pools written by
+        // this plan start or stop their masters themselves.
+        if let masters = seen.masters {
+            let written = Set(out.steps.compactMap { s -> String? in
+                if case .managed(let m) = s.effect, m.path.hasSuffix(".conf") { return m.path }
+                return nil
+            })
+            var wanted = Set<String>()
+            for t in d.tenants where t.desired == .active {
+                guard let pool = try? c.phpPool(t.php) else { continue }
+                let user = t.userName(prefix: c.userPrefix), unit = TenantMasters.unit(t.php, user: user)
+                wanted.insert(unit)
+                let path = pool.poolDir + "/" + user + ".conf"
+                if seen.files[path] != nil, !written.contains(path), masters[unit] != "active" {
+                    out.steps.append(Step(t.code, "start-master", .verify, .custom(TenantMasterControl(unit: unit, start: true))))
+                }
+            }
+            for (unit, state) in masters.sorted(by: { $0.key < $1.key }) where !wanted.contains(unit) && state == "active" {
+                out.steps.append(Step(nil, "stop-master", .verify, .custom(TenantMasterControl(unit: unit, start: false))))
+            }
+        }
+        // After the files phase (its new masters started, nginx on their sockets): each
+        // tenant's old pool leaves the shared master, unless that tenant failed; then the
+        // shared master reloads once. A tenant that failed keeps being served by it.
+        let active = Set(d.tenants.filter { $0.desired == .active }.map(\.code))
+        for (v, files) in seen.sharedLeft.sorted(by: { $0.key < $1.key }) {
+            for (path, file) in files.sorted(by: { $0.key < $1.key }) {
+                let owner = file.owner.flatMap { active.contains($0) ? $0 : nil }
+                out.steps.append(Step(owner, "leave-shared-master", .verify, .custom(LeaveSharedMaster(path: path, unit: nil))))
+            }
+            out.steps.append(Step(nil, "reload-shared-master", .verify, .custom(LeaveSharedMaster(path: nil, unit: c.php.versions[v]!.service))))
         }
     }
 }
 
-/// desa's pools taken out of a shared master's pool directory, and that master reloaded:
-/// the tenants' own masters serve them now (on sockets of their own, so both never hold one).
-struct LeaveSharedMaster: CustomEffect {
+/// Back from masters per tenant to one shared master: every tenant master of desa's
+/// stopped, then its pools, boot drop-ins and limits removed, and systemd told.
+struct LeaveTenantMasters: CustomEffect {
     var paths: [String]
-    var unit: String
-    var subject: String { "\(paths.count) pools moved out of \(unit) to their tenants' own masters" }
+    var subject: String { "the tenants' own masters stopped; \(paths.count) of their files removed" }
 
     func run(_ context: ApplyContext) throws {
+        let units = (TenantMasters.states(runner: context.runner) ?? [:]).filter { $0.value == "active" }.keys.sorted()
+        if !units.isEmpty {
+            let r = try context.runner.run(["/usr/bin/systemctl", "stop"] + units)
+            guard r.ok else { throw DesaError.system("systemctl stop \(units.joined(separator: " ")) failed: \(r.message)") }
+        }
         AtomicFiles.remove(paths)
-        let r = try context.runner.run(["/usr/bin/systemctl", "reload-or-restart", unit])
-        guard r.ok else { throw DesaError.system("systemctl reload-or-restart \(unit) failed: \(r.message)") }
+        _ = try context.runner.run(["/usr/bin/systemctl", "daemon-reload"])
+    }
+}
+
+/// A tenant's master started again (its failures forgotten first), or stopped.
+struct TenantMasterControl: CustomEffect {
+    var unit: String
+    var start: Bool
+    var subject: String { "\(unit): \(start ? "started again" : "stopped: no active tenant's pool")" }
+
+    func run(_ context: ApplyContext) throws {
+        for argv in start ? [["/usr/bin/systemctl", "reset-failed", unit], ["/usr/bin/systemctl", "start", unit]] : [["/usr/bin/systemctl", "stop", unit]] {
+            let r = try context.runner.run(argv)
+            guard r.ok || argv[1] == "reset-failed" else { throw DesaError.system("\(argv.joined(separator: " ")) failed: \(r.message)") }
+        }
+    }
+}
+
+/// Switching to masters per tenant: a tenant's pool taken out of the shared master's
+/// directory (`path`), or, once they all are, that master reloaded (`unit`).
+struct LeaveSharedMaster: CustomEffect {
+    var path: String?
+    var unit: String?
+    var subject: String { path.map { "\($0): now served by its tenant's own master" } ?? "\(unit ?? ""): reloaded without desa's pools" }
+
+    func run(_ context: ApplyContext) throws {
+        if let path { AtomicFiles.remove([path]) }
+        if let unit {
+            let r = try context.runner.run(["/usr/bin/systemctl", "reload-or-restart", unit])
+            guard r.ok else { throw DesaError.system("systemctl reload-or-restart \(unit) failed: \(r.message)") }
+        }
     }
 }
 

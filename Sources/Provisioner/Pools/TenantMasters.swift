@@ -12,14 +12,16 @@ import Foundation
 /// shared master), `master.conf` (the instances' one main configuration: the unit's
 /// `DESA_POOL` names the pool to include, which php-fpm expands), and `check.conf`, which
 /// includes every pool at once, so that one `php-fpm -t` checks a batch's pools as the shared
-/// master's check does. Sockets are in `/run/desa-php` (the unit's runtime directory, made
+/// master's check does. Sockets are in `/run/desa-php/VERSION` (the unit's runtime directory, made
 /// again at boot). Each instance is wanted at boot by `multi-user.target` through a drop-in
 /// of its own, as the image backend's mounts are.
 public enum TenantMasters {
     public static func on(_ c: Config) -> Bool { c.mode == .production && c.php.masters == .tenant }
 
-    static let socketDir = "/run/desa-php"
-    static let runtimeDirectory = "desa-php"
+    /// Sockets by PHP version (`/run/desa-php/8.2/USER.sock`): a tenant moved to another
+    /// version gets a new socket, so its new master never meets its old one's.
+    static func socketDir(_ v: String) -> String { "/run/" + runtimeDirectory(v) }
+    static func runtimeDirectory(_ v: String) -> String { "desa-php/" + v }
 
     static func dir(_ v: String, _ c: Config) -> String { c.php.tenantDir + "/" + v }
     static func masterConf(_ v: String, _ c: Config) -> String { dir(v, c) + "/master.conf" }
@@ -39,7 +41,7 @@ public enum TenantMasters {
         var e = p
         e.mainConf = checkConf(v, c)
         e.poolDir = dir(v, c) + "/pools"
-        e.socketDir = socketDir
+        e.socketDir = socketDir(v)
         e.pidFile = ""
         e.service = template(v)
         return e
@@ -76,7 +78,7 @@ public enum TenantMasters {
         Environment=DESA_POOL=%i
         ExecStart=\(p.binary) --nodaemonize --fpm-config \(masterConf(v, c))
         ExecReload=/bin/kill -USR2 $MAINPID
-        RuntimeDirectory=\(runtimeDirectory)
+        RuntimeDirectory=\(runtimeDirectory(v))
         RuntimeDirectoryPreserve=yes
         Slice=desa-tenants.slice
         # The kernel's OOM killer ends the largest process of the tenant's cgroup (a worker):
@@ -113,7 +115,7 @@ public enum TenantMasters {
         [desa-check]
         user = nobody
         group = nogroup
-        listen = \(socketDir)/desa-check.sock
+        listen = \(socketDir(v))/desa-check.sock
         pm = ondemand
         pm.max_children = 1
 
@@ -128,6 +130,42 @@ public enum TenantMasters {
         Wants=\(unit(t.php, user: t.userName(prefix: c.userPrefix)))
 
         """
+    }
+
+    /// The tenants' masters systemd has loaded (running, failed or stopped since), with
+    /// their ACTIVE state; nil when systemd cannot be asked.
+    static func states(runner: ProcessRunning = SystemProcessRunner()) -> [String: String]? {
+        guard let r = try? runner.run(["/usr/bin/systemctl", "list-units", "--all", "--plain", "--no-legend", "--full", "desa-php*-fpm@*.service"]),
+              r.ok else { return nil }
+        var out: [String: String] = [:]
+        for line in r.stdout.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            if f.count >= 3, f[0].hasPrefix("desa-php"), f[0].hasSuffix(".service") { out[String(f[0])] = String(f[2]) }
+        }
+        return out
+    }
+
+    /// desa's files of masters per tenant (pools, boot drop-ins, limits), found by their
+    /// places and desa's header; none once they are gone.
+    static func leftovers(_ c: Config, prefix: String) -> [String] {
+        let fm = FileManager.default
+        var out: [String] = []
+        func mine(_ path: String) -> Bool {
+            guard let text = AtomicFiles.read(path) else { return false }
+            return Renderer.managedTenant(ofFileContent: Substring(text.prefix { $0 != "\n" })) != nil
+        }
+        for v in c.php.versions.keys.sorted() {
+            let pools = dir(v, c) + "/pools"
+            for n in (try? fm.contentsOfDirectory(atPath: pools)) ?? [] where PoolsCapability.isPoolName(n, prefix: prefix) && mine(pools + "/" + n) {
+                out.append(pools + "/" + n)
+            }
+        }
+        let wants = unitDir(c) + "/multi-user.target.d"
+        for n in (try? fm.contentsOfDirectory(atPath: wants)) ?? [] where n.hasPrefix("desa-php-") && mine(wants + "/" + n) {
+            out.append(wants + "/" + n)
+        }
+        out += TenantLimits.observe(c).filter { $0.value.owner != nil }.keys.sorted()
+        return out.sorted()
     }
 
     /// The instance names a batch's changed files give: a pool written starts or reloads its

@@ -56,14 +56,10 @@ public struct QuotaCommand: ParsableCommand {
         }
         public func run() throws {
             try CLI.mutate(global, change, op: "quota set", target: tenant) { e in
-                // Every value is read before anything is written: a bad one changes nothing.
+                // Every value is read and checked before anything is written: a bad one changes nothing.
                 let quota = try size.first.map { try ByteSize(parsing: $0, what: "quota") }
                 let mem = try memory.map { try ByteSize(parsing: $0, what: "--memory") }
-                let limits = memory != nil || cpu != nil || processes != nil
-                if limits { try e.checkLimits(memory: mem, cpu: cpu, processes: processes) }
-                let sized = try quota.map { try e.setQuota(tenant, size: $0, dryRun: change.dryRun) }
-                guard limits else { return sized! }
-                return try e.setLimits(tenant, memory: mem, cpu: cpu, processes: processes, dryRun: change.dryRun)
+                return try e.setQuota(tenant, size: quota, memory: mem, cpu: cpu, processes: processes, dryRun: change.dryRun)
             }
         }
     }

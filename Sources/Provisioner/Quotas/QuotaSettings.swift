@@ -14,7 +14,7 @@ public struct QuotaSettings: ConfigSection {
     public var `default` = ByteSize(bytes: 2 << 30)
     @Setting("inodes_per_gib", "files and directories a tenant may have, per GiB of its quota")
     public var inodesPerGiB = 65_536
-    @Setting("processes", "processes a tenant's user may run at once, enforced by the kernel at fork (RLIMIT_NPROC of its PHP)")
+    @Setting("processes", "processes a tenant may run at once, enforced by the kernel at fork: with a master per tenant, TasksMax= of its unit (its master, workers and their programs); otherwise RLIMIT_NPROC of its PHP's user")
     public var processes = 100
     @Setting("memory", "memory a tenant's PHP may use at once, all its processes together (production with php.masters = \"tenant\": MemoryMax= of its master's unit, swap included)")
     public var memory = ByteSize(bytes: 1 << 30)
@@ -47,7 +47,7 @@ public struct QuotaSettings: ConfigSection {
         func fail(_ m: String) -> DesaError { DesaError(.config, m) }
         guard `default` >= Self.minimum else { throw fail("quota.default must be at least \(Self.minimum) (got \(`default`))") }
         guard (1024...10_000_000).contains(inodesPerGiB) else { throw fail("quota.inodes_per_gib must be 1024 to 10000000 (got \(inodesPerGiB))") }
-        guard Self.processRange.contains(processes) else { throw fail("quota.processes must be 10 to 100000 (got \(processes))") }
+        guard Self.processRange.contains(processes) else { throw fail("quota.processes must be \(Self.processRange.lowerBound) to \(Self.processRange.upperBound) (got \(processes))") }
         guard memory >= Self.minimumMemory else { throw fail("quota.memory must be at least \(Self.minimumMemory) (got \(memory))") }
         guard Self.cpuRange.contains(cpu) else { throw fail("quota.cpu must be \(Self.cpuRange.lowerBound) to \(Self.cpuRange.upperBound) percent of one core (got \(cpu))") }
         guard checkInterval >= 30 else { throw fail("quota.check_interval must be at least 30 seconds (got \(checkInterval))") }

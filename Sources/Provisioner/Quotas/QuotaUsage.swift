@@ -72,7 +72,7 @@ enum QuotaMeter {
         return tenants.filter { $0.desired != .deleted }.map { t in
             let q = QuotasCapability.quota(t, rows: quotas, s)
             var u = QuotaUsage(code: t.code, slug: t.slug, limitBytes: q.bytes, usedBytes: 0, dbBytes: 0, usedInodes: 0,
-                               limitInodes: Int64(q.inodes), processes: TenantMasters.on(c) ? q.processes : s.processes, dbBlocked: false)
+                               limitInodes: Int64(q.inodes), processes: TenantMasters.on(c) ? q.tasks(s) : s.processes, dbBlocked: false)
             u.memory = q.memory(s); u.cpu = q.cpu(s); u.limitsEnforced = TenantMasters.on(c)
             let home = t.home(c)
             switch s.backend {
@@ -118,37 +118,35 @@ extension Engine {
             .sorted { $0.percent != $1.percent ? $0.percent > $1.percent : $0.slug < $1.slug }
     }
 
-    /// `quota set`: a tenant's quota, applied at once (within the image's headroom while
-    /// its site serves). Refused below what it uses now, and nothing changes.
-    public func setQuota(_ key: String, size: ByteSize, dryRun: Bool = false) throws -> ChangeReport {
-        try requireQuotas()
-        guard size >= QuotaSettings.minimum else {
-            throw DesaError.invalid("a quota of \(size) is less than the smallest, \(QuotaSettings.minimum)")
-        }
+    /// `quota set`: a tenant's quota, and with masters per tenant the limits of its PHP
+    /// (`--memory`, `--cpu`, `--processes`), in one change applied at once (the quota within
+    /// the image's headroom while its site serves, the limits on the running cgroup). A size
+    /// below what it uses, or any value out of range: refused, and nothing changes.
+    public func setQuota(_ key: String, size: ByteSize?, memory: ByteSize? = nil, cpu: Int? = nil, processes: Int? = nil,
+                         dryRun: Bool = false) throws -> ChangeReport {
+        let limits = memory != nil || cpu != nil || processes != nil
+        if limits { try checkLimits(memory: memory, cpu: cpu, processes: processes) }
         let t = try show(key).tenant
-        if let u = try quotaUsage().first(where: { $0.code == t.code }), u.totalBytes > size.bytes {
-            throw DesaError.invalid("\(t.slug) uses \(ByteSize.readable(u.totalBytes)) (files \(ByteSize.readable(u.usedBytes)), database \(ByteSize.readable(u.dbBytes))), more than \(size); nothing was changed. It must free space first, or keep a larger quota")
+        if let size {
+            try requireQuotas()
+            guard size >= QuotaSettings.minimum else {
+                throw DesaError.invalid("a quota of \(size) is less than the smallest, \(QuotaSettings.minimum)")
+            }
+            if let u = try quotaUsage().first(where: { $0.code == t.code }), u.totalBytes > size.bytes {
+                throw DesaError.invalid("\(t.slug) uses \(ByteSize.readable(u.totalBytes)) (files \(ByteSize.readable(u.usedBytes)), database \(ByteSize.readable(u.dbBytes))), more than \(size); nothing was changed. It must free space first, or keep a larger quota")
+            }
         }
         return try updateTenant(t.code, op: "quota set", dryRun: dryRun) { [config] t, db in
-            // The size and its inodes; the tenant's other limits stay as they were.
             let had = try TenantQuota.fetchOne(db, key: t.code)
-            var q = TenantQuota(code: t.code, size: size, config.quota)
-            if let had { q.processes = had.processes; q.memory = had.memory; q.cpu = had.cpu }
-            try q.save(db)
-        }
-    }
-
-    /// `quota set --memory/--cpu/--processes`: the limits of a tenant's PHP, which the kernel
-    /// holds its master's unit to (masters per tenant only). Out of range: refused, nothing
-    /// changed.
-    public func setLimits(_ key: String, memory: ByteSize?, cpu: Int?, processes: Int?, dryRun: Bool = false) throws -> ChangeReport {
-        try checkLimits(memory: memory, cpu: cpu, processes: processes)
-        let t = try show(key).tenant
-        return try updateTenant(t.code, op: "quota set", dryRun: dryRun) { [config] t, db in
-            var q = try TenantQuota.fetchOne(db, key: t.code) ?? TenantQuota(code: t.code, size: config.quota.default, config.quota)
+            var q = had ?? TenantQuota(code: t.code, size: config.quota.default, config.quota)
+            if let size {
+                // The size and its inodes; the tenant's other limits stay as they were.
+                let sized = TenantQuota(code: t.code, size: size, config.quota)
+                q.bytes = sized.bytes; q.inodes = sized.inodes
+            }
             if let memory { q.memory = memory.bytes }
             if let cpu { q.cpu = cpu }
-            if let processes { q.processes = processes }
+            if let processes { q.tasks = processes }
             try q.save(db)
         }
     }
@@ -156,7 +154,7 @@ extension Engine {
     /// Throws, naming the value, unless these limits can be set here.
     public func checkLimits(memory: ByteSize?, cpu: Int?, processes: Int?) throws {
         guard TenantMasters.on(config) else {
-            throw DesaError(.config, "per-tenant memory, CPU and process limits need a php-fpm master per tenant: production with php.masters = \"tenant\" (this config: mode \(config.mode.rawValue), php.masters \(config.php.masters.rawValue)); nothing was changed")
+            throw DesaError.invalid("per-tenant memory, CPU and process limits need a php-fpm master per tenant: production with php.masters = \"tenant\" (this config: mode \(config.mode.rawValue), php.masters \(config.php.masters.rawValue)); nothing was changed")
         }
         if let memory, memory < QuotaSettings.minimumMemory {
             throw DesaError.invalid("--memory \(memory) is less than the least a tenant's PHP needs, \(QuotaSettings.minimumMemory); nothing was changed")

@@ -18,7 +18,7 @@ enum TenantLimits {
             \(Renderer.nginxHeaderPrefix)\(t.code)
             # \(t.slug)'s share of the server (quota.* or desactl quota set), held by the kernel in this unit's cgroup.
             [Service]
-            TasksMax=\(q.processes)
+            TasksMax=\(q.tasks(s))
             MemoryMax=\(q.memory(s))
             MemorySwapMax=0
             CPUQuota=\(q.cpu(s))%

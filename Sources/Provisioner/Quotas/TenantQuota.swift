@@ -10,9 +10,11 @@ public struct TenantQuota: Codable, Sendable, Equatable, FetchableRecord, Persis
     public var bytes: Int64
     public var inodes: Int
     public var processes: Int
-    /// Its PHP's memory (bytes) and CPU (percent of one core); nil: the config's default.
+    /// Its PHP's memory (bytes), CPU (percent of one core) and processes, held by its own
+    /// master's unit (masters per tenant); nil: the config's default.
     public var memory: Int64?
     public var cpu: Int?
+    public var tasks: Int?
 
     public init(code: String, bytes: Int64, inodes: Int, processes: Int, memory: Int64? = nil, cpu: Int? = nil) {
         self.code = code; self.bytes = bytes; self.inodes = inodes; self.processes = processes; self.memory = memory; self.cpu = cpu
@@ -20,6 +22,7 @@ public struct TenantQuota: Codable, Sendable, Equatable, FetchableRecord, Persis
 
     public func memory(_ s: QuotaSettings) -> Int64 { memory ?? s.memory.bytes }
     public func cpu(_ s: QuotaSettings) -> Int { cpu ?? s.cpu }
+    public func tasks(_ s: QuotaSettings) -> Int { tasks ?? s.processes }
 
     /// The defaults of `settings` for a quota of `size` (inodes in proportion).
     public init(code: String, size: ByteSize, _ settings: QuotaSettings) {
@@ -43,6 +46,7 @@ public struct TenantQuota: Codable, Sendable, Equatable, FetchableRecord, Persis
         try db.alter(table: "quota") { t in
             t.add(column: "memory", .integer)
             t.add(column: "cpu", .integer)
+            t.add(column: "tasks", .integer)
         }
     }
 

@@ -8,8 +8,12 @@ set -u
 say() { echo "$1=$2"; }
 mkdir -p /usr/share/desa /etc/desa /etc/nginx/desa
 cp -r "$TEMPLATES" /usr/share/desa/templates
+# First with one shared master (as a server set up before masters per tenant), then switched.
+conf() {
 cat > /etc/desa/desa.toml <<CONF
 mode = "production"
+[php]
+masters = "$1"
 [regency]
 code = "32.04"
 domain = "bandungkab.go.id"
@@ -22,6 +26,8 @@ processes = 20
 closed_dirs = []
 CONF
 chmod 600 /etc/desa/desa.toml
+}
+conf shared
 printf 'server_names_hash_bucket_size 128;\ninclude /etc/nginx/desa/*.conf;\n' > /etc/nginx/conf.d/desa.conf
 systemctl reload nginx
 A=cileunyi-kulon; B=cileunyi-wetan
@@ -31,6 +37,12 @@ for v in "32.04.05.2001 Cileunyi_Kulon $A" "32.04.05.2002 Cileunyi_Wetan $B"; do
   $DESACTL tenant create "$1" --name "$(echo "$2" | tr _ ' ')" --district Cileunyi --slug "$3" > /host/create-$3.log 2>&1
   say "create_$3" $?
 done
+get() { curl -s -m 60 -o /dev/null -w '%{http_code}' -H "Host: $1.bandungkab.go.id" "http://127.0.0.1/$2"; }
+say shared_before "$(ls /etc/php/8.2/fpm/pool.d/ | grep -c desa)"
+say served_shared_a "$(get $A "")"
+conf tenant
+$DESACTL apply > /host/switch.log 2>&1
+say switch $?
 unit() { echo "desa-php8.2-fpm@$1.service"; }
 cg() { echo "/sys/fs/cgroup$(systemctl show -p ControlGroup --value "$(unit "$1")")"; }
 say active_a "$(systemctl is-active "$(unit $UA)")"
@@ -45,7 +57,6 @@ say mount_a "$(findmnt -n -o SOURCE,FSTYPE /srv/desa/$A | tr ' ' ,)"
 put() { # slug user name content
   printf '%s' "$4" > /srv/desa/$1/public/$3 && chown "$2:$2" /srv/desa/$1/public/$3
 }
-get() { curl -s -m 60 -o /dev/null -w '%{http_code}' -H "Host: $1.bandungkab.go.id" "http://127.0.0.1/$2"; }
 body() { curl -s -m 60 -H "Host: $1.bandungkab.go.id" "http://127.0.0.1/$2"; }
 # Which user runs the village's PHP, and in which cgroup (open_basedir keeps /proc from PHP:
 # it gives its pid, and the cgroup is read here).
@@ -98,6 +109,14 @@ $DESACTL quota report --json > /host/report.json 2>&1
 say report $?
 $DESACTL config check > /host/config-check.txt 2>&1
 say config_check $?
+
+# A master stopped by hand is started again by apply.
+systemctl stop "$(unit $UA)"
+say stopped_a "$(systemctl is-active "$(unit $UA)")"
+$DESACTL apply > /host/apply-restart.log 2>&1
+say apply_restart $?
+say restarted_a "$(systemctl is-active "$(unit $UA)")"
+say restarted_who_a "$(get $A who.php)"
 
 # Suspended, a village runs no PHP: its master stops, its boot drop-in and limits go; resumed,
 # all come back. A third village created and deleted leaves no unit, drop-in or pool behind.

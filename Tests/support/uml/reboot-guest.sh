@@ -15,3 +15,18 @@ for s in "$A $UA" "$B $UB"; do
 done
 say memory_max_a "$(cat "/sys/fs/cgroup$(systemctl show -p ControlGroup --value desa-php8.2-fpm@$UA.service)/memory.max")"
 say failed_units "$(systemctl --failed --no-legend --plain | wc -l)"
+
+# Back to one shared master: it serves both pools again, and the tenants' own masters and
+# their files are gone.
+. /host/params
+sed -i 's/^masters = "tenant"/masters = "shared"/' /etc/desa/desa.toml
+$DESACTL apply > /host/switch-back.log 2>&1
+say switch_back $?
+say shared_after "$(ls /etc/php/8.2/fpm/pool.d/ | grep -c desa)"
+say masters_after "$(systemctl list-units --plain --no-legend 'desa-php*-fpm@*' | grep -c ' active ')"
+find /etc/desa/php/8.2/pools /etc/systemd/system/multi-user.target.d /etc/systemd/system/desa-php8.2-fpm@*.service.d -type f > /host/tenant-files-after 2>/dev/null
+say tenant_files_after "$(wc -l < /host/tenant-files-after)"
+for s in "$A $UA" "$B $UB"; do
+  set -- $s
+  say "shared_who_$1" "$(curl -s -m 30 -H "Host: $1.bandungkab.go.id" http://127.0.0.1/who.php | cut -d' ' -f1)"
+done
