@@ -41,7 +41,7 @@ public struct QuotaCommand: ParsableCommand {
     public struct Set: ParsableCommand {
         public init() {}
         public static let configuration = CommandConfiguration(
-            abstract: "Set a tenant's quota (512MiB, 2GiB): a raise within twice its image's size takes effect at once while its site serves; never below what it uses.")
+            abstract: "Set a tenant's quota (512MiB, 2GiB): a raise within twice its image's size takes effect at once while its site serves; never below what it uses. With a php-fpm master per tenant (production), also its PHP's memory, CPU and processes, applied to the running master.")
         @OptionGroup var global: GlobalOptions
         @OptionGroup var change: ChangeOptions
         @Argument(help: "Slug or village code.") var tenant: String
