@@ -122,7 +122,7 @@ extension PoolsCapability {
         let c = d.config
         for f in TenantMasters.serverFiles(c) {
             let existing = seen.servers[f.path] ?? nil
-            if let existing, !existing.hasPrefix(TenantMasters.header) && !existing.hasPrefix(TenantMasters.header.replacingOccurrences(of: "#", with: ";")) {
+            if let existing, !TenantMasters.isOurs(existing) {
                 throw DesaError(.conflict, "\(f.path) exists and is not desa's; move it away, or set php.masters = \"shared\"")
             }
             if existing != f.content {

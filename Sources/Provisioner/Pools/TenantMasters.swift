@@ -63,6 +63,10 @@ public enum TenantMasters {
     }
 
     static let header = "# desa-managed server"
+    /// The same mark in php-fpm's configuration, whose comments start with `;`.
+    static let confHeader = "; desa-managed server"
+    /// Whether a server file is desa's, by either mark.
+    static func isOurs(_ text: String) -> Bool { text.hasPrefix(header) || text.hasPrefix(confHeader) }
 
     static func templateUnit(_ v: String, _ p: PHPSettings.Version, _ c: Config) -> String {
         """
@@ -92,7 +96,7 @@ public enum TenantMasters {
 
     static func master(_ v: String, _ c: Config) -> String {
         """
-        \(header.replacingOccurrences(of: "#", with: ";"))
+        \(confHeader)
         ; One tenant's php-fpm master (unit \(template(v))): DESA_POOL is the instance, its user.
         [global]
         error_log = syslog
@@ -106,7 +110,7 @@ public enum TenantMasters {
     /// check from failing when no tenant has one.
     static func check(_ v: String, _ c: Config) -> String {
         """
-        \(header.replacingOccurrences(of: "#", with: ";"))
+        \(confHeader)
         ; For php-fpm -t only: every tenant's pool at once. Never started.
         [global]
         error_log = /dev/null

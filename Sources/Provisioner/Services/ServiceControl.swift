@@ -161,7 +161,7 @@ public struct ServiceControl: Sendable {
         }
         if mode == .production, s.instances != nil {
             // Every running instance (a pattern matches the units systemd has loaded).
-            let pattern = s.unit.replacingOccurrences(of: "@.", with: "@*.")
+            let pattern = s.instance("*")
             let r = try runner.run(["/usr/bin/systemctl", "reload-or-restart", pattern])
             if !r.ok { throw DesaError(.checkFailed, "systemctl reload-or-restart \(pattern) failed: \(r.message)") }
             return
@@ -184,7 +184,7 @@ public struct ServiceControl: Sendable {
     public func reloadOrStart(_ s: ServiceSpec, instances: (reload: [String], stop: [String])) throws {
         // No pool among the changes (master.conf changed): every instance.
         guard mode == .production, s.instances != nil, !(instances.reload.isEmpty && instances.stop.isEmpty) else { return try reloadOrStart(s) }
-        let units = { (names: [String]) in names.map { s.unit.replacingOccurrences(of: "@.", with: "@\($0).") } }
+        let units = { (names: [String]) in names.map(s.instance) }
         for (verb, names) in [("stop", instances.stop), ("reload-or-restart", instances.reload)] where !names.isEmpty {
             let r = try runner.run(["/usr/bin/systemctl", verb] + units(names))
             if !r.ok { throw DesaError(.checkFailed, "systemctl \(verb) \(units(names).joined(separator: " ")) failed: \(r.message)") }

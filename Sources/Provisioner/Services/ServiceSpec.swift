@@ -60,6 +60,10 @@ public struct ServiceSpec: Sendable, Hashable, Comparable, CustomStringConvertib
         self.listens = listens; self.socketDir = socketDir; self.errorLog = errorLog; self.readySocket = readySocket
     }
 
+    /// An instance of a template `unit` (`desa-php8.2-fpm@.service` and `desa3204052001`:
+    /// `desa-php8.2-fpm@desa3204052001.service`); `*` names every loaded one.
+    public func instance(_ name: String) -> String { unit.replacingOccurrences(of: "@.", with: "@\(name).") }
+
     /// Where a sandbox records the master it started (`StartedProcess`), beside its pid file.
     public var recordFile: String {
         guard !pidFile.isEmpty else { return "" }

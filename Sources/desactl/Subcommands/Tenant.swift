@@ -134,7 +134,7 @@ extension TenantCommand {
                                   ByteSize(bytes: u.limitBytes).description, u.percent, ByteSize.readable(u.usedBytes), ByteSize.readable(u.dbBytes),
                                   u.usedInodes, u.limitInodes, u.dbBlocked ? "; database closed to writes" : "")))
                     more.append(("limits", u.limitsEnforced
-                        ? "\(u.processes) processes, \(ByteSize(bytes: u.memory)) memory, \(u.cpu)% of one core (held by the kernel in desa-php\(t.php)-fpm@\(v.user).service)"
+                        ? "\(u.processes) processes, \(ByteSize(bytes: u.memory)) memory, \(u.cpu)% of one core (held by the kernel in \(TenantMasters.unit(t.php, user: v.user)))"
                         : "\(u.processes) processes per user (RLIMIT_NPROC); memory and CPU not limited here (see desactl config check)"))
                 }
                 for (k, val) in rows + more { print("\(k.padding(toLength: 10, withPad: " ", startingAt: 0)) \(val)") }
